@@ -1,0 +1,138 @@
+"""`_infer` in both forms: 8.3+ (many docs, `inference_results`) and 8.0's `deployment/_infer` (one doc, bare)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from sidecar.api.endpoint import Context
+from sidecar.api.timevalue import TimeValue, parse_time
+from sidecar.api.wire import EsRequest, raw_json, render
+from sidecar.deployment.manager import LocalDeployment
+from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
+from sidecar.models.tasks import apply_update
+
+
+async def infer(ctx: Context, request: EsRequest) -> Response:
+    """8.3+: `{"inference_results": [...]}`, one object per document."""
+    results = await _run(ctx, request, legacy=False)
+    body = b'{"inference_results":[' + b",".join(results) + b"]}"
+    return _respond(body, request)
+
+
+async def infer_deployment(ctx: Context, request: EsRequest) -> Response:
+    """8.0-8.2: exactly one document, its result object alone."""
+    results = await _run(ctx, request, legacy=True)
+    return _respond(results[0], request)
+
+
+def _respond(body: bytes, request: EsRequest) -> Response:
+    """The results arrive serialized from the workers; re-render only when pretty or filter_path ask for it."""
+    if request.params.str("pretty") is None and request.params.str("filter_path") is None:
+        return raw_json(body)
+    return render(orjson.loads(body), params=request.params)
+
+
+async def _run(ctx: Context, request: EsRequest, legacy: bool) -> list[bytes]:
+    model_id = request.path_params["model_id"]
+    query_timeout = request.params.str("timeout")
+    request.params.finish()
+    if legacy and not request.has_body:
+        raise status_exception(400, "requires body")
+    body = request.object(required=True)
+    timeout = parse_time(query_timeout or str(body.get("timeout", "10s")), "timeout")
+    deployment = ctx.deployments.local.get(model_id) or await _not_served(ctx, model_id, legacy)
+    texts = _texts(body, deployment.config, legacy, ctx.settings.max_docs_per_request, ctx.settings.max_text_chars)
+    options = _options(model_id, deployment.config, body.get("inference_config"))
+    tokens = _estimated_tokens(texts, options)
+    future = deployment.pool.submit(texts, options, timeout, tokens)
+    return await _await_result(request, deployment, future, timeout)
+
+
+async def _not_served(ctx: Context, model_id: str, legacy: bool) -> LocalDeployment:
+    """Raise the error Elasticsearch gives for a model that is missing or not deployed."""
+    config = await asyncio.to_thread(ctx.store.get_model, model_id)
+    if config is None:
+        raise model_not_found(model_id)
+    if config.get("model_type") != "pytorch":
+        raise status_exception(
+            400, f"Only [pytorch] models are supported by _infer, provided model [{model_id}] has type [{config.get('model_type')}]"
+        )
+    deployment = await asyncio.to_thread(ctx.store.get_deployment, model_id)
+    if deployment is not None and deployment.get("state") == "stopping":
+        raise status_exception(409, f"Trained model [{model_id}] is [stopping]")
+    if deployment is not None:
+        raise status_exception(409, f"Trained model deployment [{model_id}] is not allocated to any nodes")
+    if legacy:
+        raise status_exception(409, f"Trained model [{model_id}] is not deployed")
+    raise status_exception(409, f"Model [{model_id}] must be deployed to use. Please deploy with the start trained model deployment API.")
+
+
+def _texts(body: dict[str, Any], config: dict[str, Any], legacy: bool, max_docs: int, max_chars: int) -> list[str]:
+    docs = body.get("docs")
+    if docs is None:
+        raise validation_failed(["[docs] must not be null"])
+    if not isinstance(docs, list) or not docs:
+        raise validation_failed(["at least one document is required" + (" " if legacy else "")])
+    if legacy and len(docs) > 1:
+        raise validation_failed(["multiple documents are not supported"], "validation_exception")
+    if len(docs) > max_docs:
+        raise validation_failed([f"the number of documents [{len(docs)}] exceeds the maximum of [{max_docs}]"])
+    field = config["input"]["field_names"][0]
+    texts = []
+    for doc in docs:
+        value = doc.get(field) if isinstance(doc, dict) else None
+        if value is None:
+            raise status_exception(400, f"no value could be found for input field [{field}]")
+        if not isinstance(value, str):
+            raise status_exception(400, f"input value [{_java_string(value)}] for field [{field}] is not a string")
+        if len(value) > max_chars:
+            raise status_exception(400, f"input value for field [{field}] is [{len(value)}] characters long; the maximum is [{max_chars}]")
+        texts.append(value)
+    return texts
+
+
+def _options(model_id: str, config: dict[str, Any], update: Any) -> dict[str, Any]:
+    task, task_config = next(iter(config["inference_config"].items()))
+    if update is None:
+        return task_config
+    if not isinstance(update, dict) or len(update) != 1:
+        raise EsError(400, "x_content_parse_exception", "inference_config must be an object with one inference type mapped to an object.")
+    kind, settings = next(iter(update.items()))
+    if kind != task:
+        raise status_exception(
+            400, f"Trained model [{model_id}] is configured for task [{task}] but called with task [{kind}]"
+        )
+    return apply_update(task, task_config, settings or {})
+
+
+def _estimated_tokens(texts: list[str], options: dict[str, Any]) -> list[int]:
+    """A cheap upper-ish bound for the batch budget; the worker re-chunks by real token counts."""
+    tokenization = next(iter(options.get("tokenization", {"bert": {}}).values()))
+    limit = tokenization.get("max_sequence_length", 512)
+    return [min(limit, len(text) // 3 + 2) for text in texts]
+
+
+async def _await_result(
+    request: EsRequest, deployment: LocalDeployment, future: asyncio.Future[list[Any]], timeout: TimeValue
+) -> list[bytes]:
+    """Wait for the workers, the timeout, or the client leaving, whichever comes first."""
+    disconnect = asyncio.ensure_future(request.http.receive())
+    try:
+        done, _ = await asyncio.wait({future, disconnect}, timeout=timeout.seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        disconnect.cancel()
+    if future in done:
+        return future.result()
+    future.cancel()  # leaves the queue without a forward pass
+    if not done:
+        deployment.pool.timed_out()
+        raise status_exception(408, f"timeout [{timeout}] waiting for inference result")
+    raise status_exception(499, "client closed the connection")
+
+
+def _java_string(value: Any) -> str:
+    return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else str(value).lower() if isinstance(value, bool) else str(value)

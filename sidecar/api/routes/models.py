@@ -1,0 +1,171 @@
+"""The model store API as eland drives it: config, definition parts, vocabulary, get and delete."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from datetime import UTC, datetime
+from typing import Any
+
+from sidecar.api.endpoint import Context
+from sidecar.api.wire import EsRequest
+from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
+from sidecar.models.config import BUILTIN_LANG_IDENT, build_config
+from sidecar.models.definition import check_whole, parse_part, part_exists
+from sidecar.store.base import AlreadyExists
+
+_INCLUDES = ("hyperparameters", "definition", "feature_importance_baseline", "definition_status", "total_feature_importance")
+_GENERATED = ("created_by", "version", "create_time", "model_size_bytes", "estimated_operations", "license_level")
+ACKNOWLEDGED = {"acknowledged": True}
+
+
+async def put_model(ctx: Context, request: EsRequest) -> Any:
+    model_id = request.path_params["model_id"]
+    request.params.str("timeout")
+    request.params.bool("defer_definition_decompression")
+    request.params.bool("wait_for_completion")
+    request.params.finish()
+    config = build_config(model_id, request.object(required=True))
+    try:
+        await asyncio.to_thread(ctx.store.create_model, config)
+    except AlreadyExists:
+        raise EsError(400, "resource_already_exists_exception", f"Trained machine learning model [{model_id}] already exists") from None
+    return config
+
+
+async def put_definition_part(ctx: Context, request: EsRequest) -> Any:
+    model_id = request.path_params["model_id"]
+    request.params.finish()
+    info, data = parse_part(request.path_params["part"], request.object(required=True))
+    config = await _model(ctx, model_id)
+    if "location" not in config:
+        raise status_exception(400, f"cannot put definition for model [{model_id}] as location is null")
+    try:
+        await asyncio.to_thread(ctx.store.put_definition_part, model_id, info, data)
+    except AlreadyExists:
+        raise part_exists(model_id, info.part) from None
+    return ACKNOWLEDGED
+
+
+async def put_vocabulary(ctx: Context, request: EsRequest) -> Any:
+    model_id = request.path_params["model_id"]
+    request.params.finish()
+    body = request.object(required=True)
+    vocabulary, scores = body.get("vocabulary"), body.get("scores")
+    errors = []
+    if not isinstance(vocabulary, list) or not vocabulary:
+        errors.append("[vocabulary] must not be empty")
+    elif scores is not None and (not isinstance(scores, list) or len(scores) != len(vocabulary)):
+        errors.append("[scores] must have same length as [vocabulary]")
+    if errors:
+        raise validation_failed(errors)
+    config = await _model(ctx, model_id)
+    if config.get("model_type") != "pytorch":
+        raise status_exception(400, f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
+    doc = {key: body[key] for key in ("vocabulary", "merges", "scores") if body.get(key) is not None}
+    try:
+        await asyncio.to_thread(ctx.store.put_vocabulary, model_id, doc)
+    except AlreadyExists:
+        raise EsError(400, "resource_already_exists_exception", f"Trained machine learning model [{model_id}] vocabulary already exists") from None
+    return ACKNOWLEDGED
+
+
+async def get_models(ctx: Context, request: EsRequest) -> Any:
+    p = request.params
+    expression = request.path_params.get("model_id", "_all")
+    allow_no_match = p.bool("allow_no_match", True)
+    includes = [i for i in (p.str("include") or "").split(",") if i]
+    exclude_generated = p.bool("exclude_generated")
+    p.bool("decompress_definition", True)
+    start, size = p.int("from", 0) or 0, p.int("size", 100)
+    tags = [t for t in (p.str("tags") or "").split(",") if t]
+    human = p.bool("human")
+    p.finish()
+    unknown = [i for i in includes if i not in _INCLUDES]
+    if unknown:
+        raise status_exception(400, f"unknown [include] parameters [{', '.join(unknown)}]. Valid options are [{', '.join(_INCLUDES)}]")
+    models = match_models(await asyncio.to_thread(all_models, ctx), expression, allow_no_match)
+    models = [m for m in models if all(t in m.get("tags", []) for t in tags)]
+    if "definition_status" in includes:
+        await _add_definition_status(ctx, models)
+    page = models[start : start + (size if size is not None else 100)]
+    return {"count": len(models), "trained_model_configs": [_render(m, exclude_generated, human) for m in page]}
+
+
+async def delete_model(ctx: Context, request: EsRequest) -> Any:
+    model_id = request.path_params["model_id"]
+    request.params.time("timeout", "30s")
+    force = request.params.bool("force")
+    request.params.finish()
+    await _model(ctx, model_id)
+    if await asyncio.to_thread(ctx.store.get_deployment, model_id) is not None:
+        if not force:
+            raise status_exception(409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
+        await ctx.deployments.stop(model_id)
+    await asyncio.to_thread(ctx.store.delete_model, model_id)
+    return ACKNOWLEDGED
+
+
+def all_models(ctx: Context) -> list[dict[str, Any]]:
+    """Stored configs plus Elasticsearch's built-in language identification model, sorted by id."""
+    return sorted([*ctx.store.list_models(), BUILTIN_LANG_IDENT], key=lambda m: m["model_id"])
+
+
+def match_models(models: list[dict[str, Any]], expression: str, allow_no_match: bool) -> list[dict[str, Any]]:
+    """Resolve `id`, `a,b`, `m*`, `_all` or `*` the way Elasticsearch's id expander does."""
+    patterns = [p.strip() for p in expression.split(",") if p.strip()]
+    if not patterns or patterns in (["_all"], ["*"]):
+        return models
+    matched: list[dict[str, Any]] = []
+    for pattern in patterns:
+        hits = [m for m in models if fnmatch.fnmatchcase(m["model_id"], pattern)]
+        if not hits and ("*" not in pattern or not allow_no_match):
+            raise model_not_found(pattern)
+        matched += [m for m in hits if m not in matched]
+    return sorted(matched, key=lambda m: m["model_id"])
+
+
+async def _model(ctx: Context, model_id: str) -> dict[str, Any]:
+    config = await asyncio.to_thread(ctx.store.get_model, model_id)
+    if config is None:
+        raise model_not_found(model_id)
+    return config
+
+
+async def _add_definition_status(ctx: Context, models: list[dict[str, Any]]) -> None:
+    if len(models) > 1:
+        raise status_exception(400, "Getting the model download status is not supported when getting more than one model")
+    for model in models:
+        if model.get("model_type") != "pytorch":
+            raise status_exception(400, "Definition status is only relevant to PyTorch model types")
+        parts = await asyncio.to_thread(ctx.store.definition_parts, model["model_id"])
+        try:
+            check_whole(model["model_id"], parts)
+            model["fully_defined"] = True
+        except EsError:
+            model["fully_defined"] = False
+
+
+def _render(config: dict[str, Any], exclude_generated: bool, human: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if exclude_generated and key in _GENERATED:
+            continue
+        if human and key == "create_time":
+            out["create_time_string"] = _iso_millis(value)
+        if human and key == "model_size_bytes":
+            out["model_size"] = byte_size(value)
+        out[key] = value
+    return out
+
+
+def _iso_millis(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def byte_size(size: int) -> str:
+    """ByteSizeValue.toString(): 1024-based units, one truncated decimal, `.0` dropped."""
+    for unit, scale in (("pb", 1 << 50), ("tb", 1 << 40), ("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10)):
+        if size >= scale:
+            return f"{int(size / scale * 10) / 10:.1f}".removesuffix(".0") + unit
+    return f"{size}b"

@@ -1,0 +1,87 @@
+"""`sidecar serve` and `sidecar import`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from sidecar.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sidecar", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run a node")
+    _serve_arguments(serve)
+    importer = commands.add_parser("import", help="trace a local Hugging Face model and upload it to a node")
+    from sidecar.importer import add_arguments
+
+    add_arguments(importer)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    from sidecar.importer import run_import
+
+    return run_import(args)
+
+
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Settings()
+    parser.add_argument("--host", default=defaults.host, help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir, help="default: $SIDECAR_DATA_DIR or ./data")
+    parser.add_argument("--node-name", default=defaults.node_name)
+    parser.add_argument("--cluster-name", default=defaults.cluster_name)
+    parser.add_argument("--es-version", default=defaults.es_version, help="version reported by GET /")
+    parser.add_argument("--store", default=None, help="sqlite:<file> (default: the SQLite file in the data dir)")
+    parser.add_argument("--max-docs-per-request", type=int, default=defaults.max_docs_per_request)
+    parser.add_argument("--max-text-chars", type=int, default=defaults.max_text_chars)
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
+    parser.add_argument("--max-batch-docs", type=int, default=defaults.max_batch_docs)
+    parser.add_argument("--max-batch-tokens", type=int, default=defaults.max_batch_tokens)
+    parser.add_argument("--trust-model", action="append", default=[], metavar="MODEL_ID", help="skip the TorchScript safety check for this model")
+    parser.add_argument("--max-graph-nodes", type=int, default=defaults.max_graph_nodes)
+    parser.add_argument("--log-level", default="info")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        node_name=args.node_name,
+        cluster_name=args.cluster_name,
+        es_version=args.es_version,
+        store=args.store,
+        max_docs_per_request=args.max_docs_per_request,
+        max_text_chars=args.max_text_chars,
+        max_body_bytes=args.max_body_bytes,
+        max_batch_docs=args.max_batch_docs,
+        max_batch_tokens=args.max_batch_tokens,
+        trusted_models=frozenset(args.trust_model),
+        max_graph_nodes=args.max_graph_nodes,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from sidecar.api.app import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = settings_from(args)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""This node's side of every deployment: the store says what is deployed, this node makes it so locally.
+
+`_start` on any node writes a deployment to the store; every node reconciles it into a local worker pool and
+writes its own routing entry (`starting` -> `started` | `failed`). `_stop` marks it stopping; nodes stop their
+pools and remove their entries. The same loop brings deployments back after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sidecar.cluster.node import Node
+from sidecar.deployment.threads import plan
+from sidecar.errors import EsError, status_exception
+from sidecar.models.definition import write_definition
+from sidecar.settings import Settings
+from sidecar.store.base import Store
+from sidecar.workers.pool import WorkerPool
+from sidecar.workers.spec import WorkerSpec
+
+log = logging.getLogger(__name__)
+STARTING, STARTED, STOPPING, FAILED = "starting", "started", "stopping", "failed"
+
+
+@dataclass
+class LocalDeployment:
+    """A deployment's worker pool on this node, with what it actually runs."""
+
+    pool: WorkerPool
+    config: dict[str, Any]  # the model config, so inference never reads the store
+    inference_threads: int
+    model_threads: int
+    start_time: int  # epoch millis
+
+
+class Deployments:
+    def __init__(self, store: Store, node: Node, settings: Settings) -> None:
+        self.store = store
+        self.node = node
+        self.settings = settings
+        self.local: dict[str, LocalDeployment] = {}
+        self._starting: dict[str, asyncio.Task[None]] = {}
+        self._failed: set[tuple[str, int]] = set()  # (model_id, deployment start_time) that failed here
+        self._wake = asyncio.Event()
+        self._closing = False
+
+    # the loop -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Reconcile and heartbeat until closed; a store hiccup is logged, never fatal."""
+        while not self._closing:
+            try:
+                await self.heartbeat()
+                await self.reconcile()
+            except Exception:
+                log.exception("reconcile failed; retrying")
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.settings.heartbeat_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def heartbeat(self) -> None:
+        doc = {
+            "id": self.node.id,
+            "name": self.node.name,
+            "ephemeral_id": self.node.ephemeral_id,
+            "url": self.node.url,
+            "cores": len(self.node.cores),
+            "deployments": {model_id: self.local_stats(model_id) for model_id in self.local},
+        }
+        await asyncio.to_thread(self.store.heartbeat, doc)
+
+    async def reconcile(self) -> None:
+        wanted = {
+            d["model_id"]: d
+            for d in await asyncio.to_thread(self.store.list_deployments)
+            if d.get("state") != STOPPING
+        }
+        for model_id, deployment in wanted.items():
+            key = (model_id, deployment["start_time"])
+            if model_id not in self.local and model_id not in self._starting and key not in self._failed:
+                self._starting[model_id] = asyncio.create_task(self._start_local(deployment))
+        for model_id in [m for m in self.local if m not in wanted]:
+            await self._stop_local(model_id)
+
+    async def close(self) -> None:
+        """Stop taking work, finish what is queued, end every worker, remove this node's routing entries."""
+        self._closing = True
+        for task in list(self._starting.values()):
+            task.cancel()
+        await asyncio.gather(*(self._stop_local(m, drain=True) for m in list(self.local)), return_exceptions=True)
+
+    # lifecycle, as `_start` and `_stop` drive it -----------------------------------------------
+    async def create(self, deployment: dict[str, Any]) -> None:
+        """Write a new deployment (AlreadyExists if there is one) and start it here at once."""
+        await asyncio.to_thread(self.store.create_deployment, deployment)
+        await self.reconcile()
+
+    async def allocation(self, model_id: str) -> dict[str, Any] | None:
+        """The deployment as stored, with the routing entries of live nodes."""
+        deployment = await asyncio.to_thread(self.store.get_deployment, model_id)
+        if deployment is None:
+            return None
+        live = {n["id"] for n in await asyncio.to_thread(self.live_nodes)}
+        routes = await asyncio.to_thread(self.store.routes, model_id)
+        return {**deployment, "routes": {n: r for n, r in routes.items() if n in live}, "live_nodes": len(live)}
+
+    async def stop(self, model_id: str, timeout_s: float = 30.0) -> None:
+        """Mark the deployment stopping, wait (bounded) for nodes to drop their pools, then remove it."""
+        await asyncio.to_thread(self.store.update_deployment, model_id, {"state": STOPPING})
+        await self.reconcile()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            current = await self.allocation(model_id)
+            if current is None or not current["routes"]:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(self.store.delete_deployment, model_id)
+
+    # local pools --------------------------------------------------------------------------------
+    async def _start_local(self, deployment: dict[str, Any]) -> None:
+        model_id = deployment["model_id"]
+        params = deployment["task_parameters"]
+        threads = plan(params["inference_threads"], params["model_threads"], list(self.node.cores))
+        await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTING, "")
+        try:
+            config, specs = await asyncio.to_thread(
+                self._worker_specs, model_id, threads.inference_threads, threads.worker_cores
+            )
+            pool = WorkerPool(specs, params["queue_capacity"], self.settings.max_batch_docs)
+            await pool.start()
+        except EsError as exc:
+            log.error("deployment [%s] failed to start on this node: %s", model_id, exc.reason)
+            self._failed.add((model_id, deployment["start_time"]))
+            await asyncio.to_thread(self.store.put_route, model_id, self.node.id, FAILED, exc.reason, exc.status)
+            return
+        finally:
+            self._starting.pop(model_id, None)
+        self.local[model_id] = LocalDeployment(
+            pool, config, threads.inference_threads, threads.model_threads, _now_ms()
+        )
+        await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTED, threads.reason)
+        self.wake()  # the deployment may have been stopped while it started
+
+    async def _stop_local(self, model_id: str, drain: bool = False) -> None:
+        local = self.local.pop(model_id, None)
+        if local is not None:
+            await local.pool.stop(drain=drain)
+        await asyncio.to_thread(self.store.delete_route, model_id, self.node.id)
+
+    def _worker_specs(
+        self, model_id: str, threads: int, layout: tuple[tuple[int, ...], ...]
+    ) -> tuple[dict[str, Any], list[WorkerSpec]]:
+        """Assemble the definition on local disk and describe each worker (runs in a thread: it does I/O)."""
+        config = self.store.get_model(model_id)
+        vocabulary = self.store.get_vocabulary(model_id)
+        if config is None or vocabulary is None:
+            raise status_exception(404, f"Could not find trained model [{model_id}]")
+        path = write_definition(self.store.iter_definition(model_id), self.settings.data_dir / "definitions" / f"{model_id}.pt")
+        task, task_config = next(iter(config["inference_config"].items()))
+        return config, [
+            WorkerSpec(
+                model_id=model_id,
+                definition=path,
+                task=task,
+                task_config=task_config,
+                vocabulary=vocabulary,
+                cores=cores,
+                threads=threads,
+                max_batch_tokens=self.settings.max_batch_tokens,
+                trusted=model_id in self.settings.trusted_models,
+                max_graph_nodes=self.settings.max_graph_nodes,
+            )
+            for cores in layout
+        ]
+
+    # what the API reads -------------------------------------------------------------------------
+    def pool(self, model_id: str) -> WorkerPool | None:
+        local = self.local.get(model_id)
+        return local.pool if local is not None else None
+
+    def local_stats(self, model_id: str) -> dict[str, Any]:
+        """This node's counters for a deployment, in the form other nodes read from the store."""
+        local = self.local[model_id]
+        stats = local.pool.stats
+        return {
+            "inference_count": stats.inference_count,
+            "inference_time_ms": stats.inference_time_ms,
+            "last_access": stats.last_access,
+            "number_of_pending_requests": local.pool.pending,
+            "error_count": stats.error_count,
+            "rejected_execution_count": stats.rejected_execution_count,
+            "timeout_count": stats.timeout_count,
+            "start_time": local.start_time,
+            "inference_threads": local.inference_threads,
+            "model_threads": local.model_threads,
+            "batching": local.pool.batching,
+        }
+
+    def live_nodes(self) -> list[dict[str, Any]]:
+        horizon = time.time() - self.settings.heartbeat_timeout_s
+        return [n for n in self.store.nodes() if n["last_seen"] >= horizon]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,44 @@
+"""The seed's thread rule, applied literally, and how workers are laid over the usable cores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sidecar.workers.cores import cores_for
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    inference_threads: int  # torch threads per worker
+    model_threads: int  # worker processes
+    worker_cores: tuple[tuple[int, ...], ...]
+    reason: str  # non-empty when workers must share cores
+
+
+def effective_threads(inference_threads: int, model_threads: int, hardware_threads: int) -> tuple[int, int]:
+    """Lower the requested values as the seed says.
+
+    A value *greater than* the hardware threads becomes one less than them (at least 1); then, if the sum is
+    still greater, inference_threads drops to max(1, hw - model_threads). Elasticsearch's native code uses >=
+    here; the seed's wording wins.
+    """
+    hw = max(1, hardware_threads)
+    if inference_threads > hw:
+        inference_threads = max(1, hw - 1)
+    if model_threads > hw:
+        model_threads = max(1, hw - 1)
+    if inference_threads + model_threads > hw:
+        inference_threads = max(1, hw - model_threads)
+    return inference_threads, model_threads
+
+
+def plan(inference_threads: int, model_threads: int, cores: list[int]) -> ThreadPlan:
+    inference, model = effective_threads(inference_threads, model_threads, len(cores))
+    layout = tuple(cores_for(i, inference, cores) for i in range(model))
+    reason = ""
+    if inference * model > len(cores):
+        reason = (
+            f"model_threads [{model}] x inference_threads [{inference}] exceeds the [{len(cores)}] usable cores; "
+            "workers share cores round robin"
+        )
+    return ThreadPlan(inference, model, layout, reason)

@@ -1,0 +1,154 @@
+"""Trained model configs: validation on PUT and the stored form that GET returns."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from sidecar.errors import EsError, illegal_argument, validation_failed
+
+NATIVE_INDEX = ".ml-inference-native-000002"  # where 9.x keeps NLP definitions and vocabularies
+CONFIG_VERSION = "12.0.0"  # MlConfigVersion.CURRENT reported by 9.x in a config's `version`
+NLP_TASKS = (
+    "ner",
+    "text_classification",
+    "text_embedding",
+    "zero_shot_classification",
+    "fill_mask",
+    "question_answering",
+    "text_similarity",
+    "text_expansion",
+    "pass_through",
+)
+_ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
+_ID_LIMIT = 64
+_ACCEPTED = {
+    "model_id", "description", "model_type", "inference_config", "input", "metadata", "tags", "prefix_strings",
+    "platform_architecture", "definition", "compressed_definition", "estimated_heap_memory_usage_bytes",
+    "model_size_bytes", "estimated_operations", "default_field_map", "location", "version", "created_by",
+    "create_time", "license_level", "model_package",
+}  # fmt: skip
+_READ_ONLY = ("version", "created_by", "create_time", "license_level", "location", "model_package")
+
+BUILTIN_LANG_IDENT: dict[str, Any] = {
+    "model_id": "lang_ident_model_1",
+    "model_type": "lang_ident",
+    "created_by": "_xpack",
+    "version": "7.6.0",
+    "create_time": 1575548914594,
+    "model_size_bytes": 1053992,
+    "estimated_operations": 39629,
+    "license_level": "basic",
+    "description": "Model used for identifying language from arbitrary input text.",
+    "tags": ["lang_ident", "prepackaged"],
+    "input": {"field_names": ["text"]},
+    "inference_config": {"classification": {"num_top_classes": 0, "top_classes_results_field": "top_classes",
+                                            "results_field": "predicted_value", "num_top_feature_importance_values": 0,
+                                            "prediction_field_type": "string"}},
+}  # fmt: skip
+
+
+def model_id_errors(model_id: str) -> list[str]:
+    """MlStrings id rules, with Elasticsearch's messages."""
+    errors = []
+    if not _ID_PATTERN.fullmatch(model_id) or model_id == "_all":
+        errors.append(
+            f"Invalid model_id; '{model_id}' can contain lowercase alphanumeric (a-z and 0-9), hyphens or "
+            "underscores; must start and end with alphanumeric"
+        )
+    if len(model_id) > _ID_LIMIT:
+        errors.append(f"Invalid model_id; '{model_id}' cannot contain more than {_ID_LIMIT} characters.")
+    return errors
+
+
+def build_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Validate a PUT body and return the config as it will be stored and returned by GET."""
+    from sidecar.models.tasks import validate_task_config  # task rules live with each task
+
+    unknown = sorted(set(body) - _ACCEPTED)
+    if unknown:
+        raise EsError(400, "x_content_parse_exception", f"[trained_model_config] unknown field [{unknown[0]}]")
+    if body.get("model_id", model_id) != model_id:
+        raise illegal_argument(
+            f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from '{model_id}' "
+            "specified as a URL argument"
+        )
+    errors = _creation_errors(model_id, body)
+    if errors:
+        raise validation_failed(errors)
+    model_type = body.get("model_type") or "tree_ensemble"
+    inference_config = body["inference_config"]
+    if model_type == "pytorch":
+        inference_config = _nlp_inference_config(inference_config, validate_task_config)
+    return _stored(model_id, model_type, inference_config, body)
+
+
+def _creation_errors(model_id: str, body: dict[str, Any]) -> list[str]:
+    errors = []
+    if body.get("definition") is not None and body.get("location") is not None:
+        errors.append("[definition] and [location] are both defined but only one can be used.")
+    if body.get("model_type") is None and body.get("definition") is None:
+        errors.append("[model_type] must be set if [definition] is not defined.")
+    if not isinstance(body.get("inference_config"), dict):
+        errors.append("[inference_config] must not be null.")
+    errors += model_id_errors(model_id)
+    tags = body.get("tags") or []
+    if not isinstance(tags, list) or any(not isinstance(t, str) or model_id_errors(t) for t in tags):
+        errors.append(
+            f"Invalid tags {_java_list(tags)}; must only can contain lowercase alphanumeric (a-z and 0-9), hyphens "
+            "or underscores, must start and end with alphanumeric, and must be less than 64 characters."
+        )
+    elif model_id in tags:
+        errors.append("none of the tags must equal the model_id")
+    field_names = (body.get("input") or {"field_names": ["text_field"]}).get("field_names")
+    if not isinstance(field_names, list) or not field_names:
+        errors.append("[input.field_names] must not be empty")
+    errors += [f"illegal to set [{key}] at inference model creation" for key in _READ_ONLY if key in body]
+    return errors
+
+
+def _nlp_inference_config(inference_config: dict[str, Any], validate: Any) -> dict[str, Any]:
+    if len(inference_config) != 1 or next(iter(inference_config)) not in NLP_TASKS:
+        names = ", ".join(inference_config)
+        raise illegal_argument(f"Unknown or unsupported inference config [{names}] for a [pytorch] model")
+    task, settings = next(iter(inference_config.items()))
+    settings = settings or {}
+    if "vocabulary" in settings:
+        raise illegal_argument("illegal setting [vocabulary] on inference model creation")
+    return {task: {"vocabulary": {"index": NATIVE_INDEX}, **validate(task, settings)}}
+
+
+def _stored(model_id: str, model_type: str, inference_config: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    """Field order of TrainedModelConfig.toXContent."""
+    config: dict[str, Any] = {"model_id": model_id, "model_type": model_type}
+    if "platform_architecture" in body:
+        config["platform_architecture"] = body["platform_architecture"]
+    config |= {
+        "created_by": "api_user",
+        "version": CONFIG_VERSION,
+        "create_time": int(time.time() * 1000),
+        "model_size_bytes": int(body.get("model_size_bytes") or body.get("estimated_heap_memory_usage_bytes") or 0),
+        "estimated_operations": int(body.get("estimated_operations") or 0),
+        "license_level": "platinum",
+    }
+    if body.get("description") is not None:
+        config["description"] = body["description"]
+    config["tags"] = body.get("tags") or []
+    if body.get("metadata") is not None:
+        config["metadata"] = body["metadata"]
+    config["input"] = body.get("input") or {"field_names": ["text_field"]}
+    if body.get("default_field_map"):
+        config["default_field_map"] = body["default_field_map"]
+    config["inference_config"] = inference_config
+    if model_type == "pytorch":
+        config["location"] = {"index": {"name": NATIVE_INDEX}}
+    if body.get("prefix_strings") is not None:
+        config["prefix_strings"] = body["prefix_strings"]
+    if body.get("definition") is not None:
+        config["definition"] = body["definition"]
+    return config
+
+
+def _java_list(values: Any) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]" if isinstance(values, list) else f"[{values}]"

@@ -1,0 +1,43 @@
+"""A node's settings: everything `sidecar serve` can be told, with the defaults users expect."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 9700
+    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SIDECAR_DATA_DIR", "data")))
+    node_name: str = field(default_factory=socket.gethostname)
+    cluster_name: str = "elasticsearch"
+    es_version: str = "9.2.0"  # eland 9 refuses servers that report less than 9
+    store: str | None = None  # `sqlite:<file>`; default: the SQLite file in data_dir
+    # input bounds
+    max_body_bytes: int = 100 * 1024 * 1024  # http.max_content_length
+    max_docs_per_request: int = 1000
+    max_text_chars: int = 1_000_000
+    # batching
+    max_batch_docs: int = 32
+    max_batch_tokens: int = 8192
+    # model safety
+    trusted_models: frozenset[str] = frozenset()
+    max_graph_nodes: int = 100_000
+    # cluster
+    heartbeat_interval_s: float = 1.0
+    heartbeat_timeout_s: float = 10.0
+    advertise_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.advertise_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def store_path(self) -> Path:
+        if self.store and self.store.startswith("sqlite:"):
+            return Path(self.store.removeprefix("sqlite:"))
+        return self.data_dir / "sidecar.db"

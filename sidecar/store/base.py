@@ -1,0 +1,116 @@
+"""What every store backend keeps: models, definition parts, vocabularies, deployments, routing, nodes."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+class AlreadyExists(Exception):
+    """A create lost to an existing record (a duplicate id, part, vocabulary or deployment)."""
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """A stored definition chunk, without its bytes (enough to check a definition is whole)."""
+
+    part: int
+    total_parts: int
+    total_definition_length: int
+    length: int
+
+
+class Store(abc.ABC):
+    """Persistence behind one interface, so nodes can share state through any backend.
+
+    Every write is atomic: a crash half way through leaves the previous state, never a half-written record.
+    """
+
+    @property
+    @abc.abstractmethod
+    def cluster_uuid(self) -> str: ...
+
+    # models -------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_model(self, config: dict[str, Any]) -> None:
+        """Store a new model config; AlreadyExists if the id is taken."""
+
+    @abc.abstractmethod
+    def get_model(self, model_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def list_models(self) -> list[dict[str, Any]]:
+        """Every model config, sorted by id."""
+
+    @abc.abstractmethod
+    def delete_model(self, model_id: str) -> bool:
+        """Delete the config, its definition parts and vocabulary together; False if it did not exist."""
+
+    @abc.abstractmethod
+    def put_definition_part(self, model_id: str, info: PartInfo, data: bytes) -> None:
+        """Store one chunk; AlreadyExists if that part is already stored."""
+
+    @abc.abstractmethod
+    def definition_parts(self, model_id: str) -> list[PartInfo]:
+        """The stored chunks of a definition, ordered by part."""
+
+    @abc.abstractmethod
+    def iter_definition(self, model_id: str) -> Iterator[bytes]:
+        """The chunks' bytes in part order."""
+
+    @abc.abstractmethod
+    def put_vocabulary(self, model_id: str, vocabulary: dict[str, Any]) -> None:
+        """Store the vocabulary document; AlreadyExists if there is one."""
+
+    @abc.abstractmethod
+    def get_vocabulary(self, model_id: str) -> dict[str, Any] | None: ...
+
+    # deployments --------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_deployment(self, deployment: dict[str, Any]) -> None:
+        """Store a deployment keyed by its `model_id`; AlreadyExists if it is already deployed."""
+
+    @abc.abstractmethod
+    def get_deployment(self, model_id: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def list_deployments(self) -> list[dict[str, Any]]: ...
+
+    @abc.abstractmethod
+    def update_deployment(self, model_id: str, changes: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def delete_deployment(self, model_id: str) -> None:
+        """Remove a deployment and its routing entries."""
+
+    @abc.abstractmethod
+    def put_route(self, model_id: str, node_id: str, state: str, reason: str = "", error_status: int = 0) -> None:
+        """Write one node's routing entry for a deployment (ignored if the deployment is gone).
+
+        `error_status` is the HTTP status of a `failed` entry's error (400 for a refused model, 500 otherwise).
+        """
+
+    @abc.abstractmethod
+    def routes(self, model_id: str) -> dict[str, dict[str, Any]]:
+        """node id -> {"routing_state", "reason", "error_status"}, in node id order."""
+
+    @abc.abstractmethod
+    def delete_route(self, model_id: str, node_id: str) -> None: ...
+
+    # nodes --------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def heartbeat(self, node: dict[str, Any]) -> None:
+        """Register or refresh a node (`id`, `name`, `url`, `cores`, ...) with the current time."""
+
+    @abc.abstractmethod
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every registered node with its `last_seen` (epoch seconds)."""
+
+    @abc.abstractmethod
+    def remove_node(self, node_id: str) -> None:
+        """Forget a node and its routing entries."""
+
+    def close(self) -> None:
+        """Release connections."""

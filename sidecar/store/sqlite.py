@@ -1,0 +1,192 @@
+"""The embedded store: one SQLite file that one node, or several nodes on one host, share."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sidecar.ids import new_id
+from sidecar.store.base import AlreadyExists, PartInfo, Store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (model_id TEXT PRIMARY KEY, config BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS definition_parts (
+    model_id TEXT NOT NULL, part INTEGER NOT NULL, total_parts INTEGER NOT NULL,
+    total_definition_length INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (model_id, part));
+CREATE TABLE IF NOT EXISTS vocabularies (model_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS deployments (model_id TEXT PRIMARY KEY, doc BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS routes (
+    model_id TEXT NOT NULL, node_id TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL,
+    error_status INTEGER NOT NULL, PRIMARY KEY (model_id, node_id));
+CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, doc BLOB NOT NULL, last_seen REAL NOT NULL);
+"""
+_BUSY_TIMEOUT_MS = 10_000
+
+
+class SqliteStore(Store):
+    """Transactions make every write atomic; WAL and a busy timeout let several processes share the file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._write() as db:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                db.execute(statement)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('cluster_uuid', ?)", (new_id(),))
+        self._cluster_uuid = self._read_one("SELECT value FROM meta WHERE key = 'cluster_uuid'")[0]
+
+    @property
+    def cluster_uuid(self) -> str:
+        return self._cluster_uuid
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+            db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _read_one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        return self._db().execute(sql, args).fetchone()
+
+    def _insert(self, sql: str, args: tuple[Any, ...]) -> None:
+        try:
+            with self._write() as db:
+                db.execute(sql, args)
+        except sqlite3.IntegrityError:
+            raise AlreadyExists() from None
+
+    # models -------------------------------------------------------------------------------------
+    def create_model(self, config: dict[str, Any]) -> None:
+        self._insert("INSERT INTO models VALUES (?, ?)", (config["model_id"], orjson.dumps(config)))
+
+    def get_model(self, model_id: str) -> dict[str, Any] | None:
+        row = self._read_one("SELECT config FROM models WHERE model_id = ?", (model_id,))
+        return orjson.loads(row[0]) if row else None
+
+    def list_models(self) -> list[dict[str, Any]]:
+        rows = self._db().execute("SELECT config FROM models ORDER BY model_id").fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def delete_model(self, model_id: str) -> bool:
+        with self._write() as db:
+            deleted = db.execute("DELETE FROM models WHERE model_id = ?", (model_id,)).rowcount
+            db.execute("DELETE FROM definition_parts WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM vocabularies WHERE model_id = ?", (model_id,))
+        return deleted > 0
+
+    def put_definition_part(self, model_id: str, info: PartInfo, data: bytes) -> None:
+        self._insert(
+            "INSERT INTO definition_parts VALUES (?, ?, ?, ?, ?)",
+            (model_id, info.part, info.total_parts, info.total_definition_length, data),
+        )
+
+    def definition_parts(self, model_id: str) -> list[PartInfo]:
+        rows = self._db().execute(
+            "SELECT part, total_parts, total_definition_length, length(data) FROM definition_parts"
+            " WHERE model_id = ? ORDER BY part",
+            (model_id,),
+        )
+        return [PartInfo(*row) for row in rows]
+
+    def iter_definition(self, model_id: str) -> Iterator[bytes]:
+        parts = [p.part for p in self.definition_parts(model_id)]
+        for part in parts:
+            row = self._read_one("SELECT data FROM definition_parts WHERE model_id = ? AND part = ?", (model_id, part))
+            if row is not None:
+                yield row[0]
+
+    def put_vocabulary(self, model_id: str, vocabulary: dict[str, Any]) -> None:
+        self._insert("INSERT INTO vocabularies VALUES (?, ?)", (model_id, orjson.dumps(vocabulary)))
+
+    def get_vocabulary(self, model_id: str) -> dict[str, Any] | None:
+        row = self._read_one("SELECT doc FROM vocabularies WHERE model_id = ?", (model_id,))
+        return orjson.loads(row[0]) if row else None
+
+    # deployments --------------------------------------------------------------------------------
+    def create_deployment(self, deployment: dict[str, Any]) -> None:
+        self._insert("INSERT INTO deployments VALUES (?, ?)", (deployment["model_id"], orjson.dumps(deployment)))
+
+    def get_deployment(self, model_id: str) -> dict[str, Any] | None:
+        row = self._read_one("SELECT doc FROM deployments WHERE model_id = ?", (model_id,))
+        return orjson.loads(row[0]) if row else None
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        rows = self._db().execute("SELECT doc FROM deployments ORDER BY model_id").fetchall()
+        return [orjson.loads(r[0]) for r in rows]
+
+    def update_deployment(self, model_id: str, changes: dict[str, Any]) -> None:
+        with self._write() as db:
+            row = db.execute("SELECT doc FROM deployments WHERE model_id = ?", (model_id,)).fetchone()
+            if row is not None:
+                doc = {**orjson.loads(row[0]), **changes}
+                db.execute("UPDATE deployments SET doc = ? WHERE model_id = ?", (orjson.dumps(doc), model_id))
+
+    def delete_deployment(self, model_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM deployments WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM routes WHERE model_id = ?", (model_id,))
+
+    def put_route(self, model_id: str, node_id: str, state: str, reason: str = "", error_status: int = 0) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM deployments WHERE model_id = ?", (model_id,)).fetchone():
+                db.execute(
+                    "INSERT OR REPLACE INTO routes VALUES (?, ?, ?, ?, ?)",
+                    (model_id, node_id, state, reason, error_status),
+                )
+
+    def routes(self, model_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._db().execute(
+            "SELECT node_id, state, reason, error_status FROM routes WHERE model_id = ? ORDER BY node_id", (model_id,)
+        )
+        return {
+            node: {"routing_state": state, "reason": reason, "error_status": status}
+            for node, state, reason, status in rows
+        }
+
+    def delete_route(self, model_id: str, node_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM routes WHERE model_id = ? AND node_id = ?", (model_id, node_id))
+
+    # nodes --------------------------------------------------------------------------------------
+    def heartbeat(self, node: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)", (node["id"], orjson.dumps(node), time.time()))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        rows = self._db().execute("SELECT doc, last_seen FROM nodes ORDER BY node_id").fetchall()
+        return [{**orjson.loads(doc), "last_seen": seen} for doc, seen in rows]
+
+    def remove_node(self, node_id: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+            db.execute("DELETE FROM routes WHERE node_id = ?", (node_id,))
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None

@@ -1,0 +1,253 @@
+"""Worker processes of one deployment on this node: spawn, pin, dispatch batches, restart the dead."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import pickle
+import time
+from dataclasses import dataclass, field, replace
+from itertools import count
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from sidecar.api.timevalue import TimeValue
+from sidecar.errors import EsError, status_exception
+from sidecar.workers.process import worker_main
+from sidecar.workers.queue import BoundedQueue, Item
+from sidecar.workers.spec import DONE, FAILED, INFER, READY, STOP, WorkerSpec
+
+log = logging.getLogger(__name__)
+_SPAWN = multiprocessing.get_context("spawn")  # never fork: the node must stay free of torch state
+_STOP_GRACE_S = 5.0
+
+
+class QueueFull(EsError):
+    def __init__(self) -> None:
+        super().__init__(429, "es_rejected_execution_exception", "inference process queue is full. Unable to execute command")
+
+
+@dataclass
+class Stats:
+    """Counters behind `_stats`' per-node entry."""
+
+    inference_count: int = 0
+    inference_time_ms: float = 0.0
+    last_access: int | None = None  # epoch millis
+    error_count: int = 0
+    rejected_execution_count: int = 0
+    timeout_count: int = 0
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    spec: WorkerSpec
+    process: BaseProcess
+    conn: Connection
+    ready: asyncio.Future[dict[str, Any]]
+    batch: list[Item] = field(default_factory=list)
+    batch_id: int = -1
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def idle(self) -> bool:
+        return self.ready.done() and not self.ready.exception() and not self.batch
+
+
+class WorkerPool:
+    """`model_threads` pinned processes fed from one bounded queue, one batch per free worker."""
+
+    def __init__(self, specs: list[WorkerSpec], queue_capacity: int, max_batch_docs: int) -> None:
+        self._specs = specs
+        self._queue = BoundedQueue(queue_capacity)
+        self._max_batch_docs = max_batch_docs
+        self._max_batch_tokens = specs[0].max_batch_tokens
+        self._workers: list[_Worker] = []
+        self._batch_ids = count()
+        self._closing = False
+        self.stats = Stats()
+        self.batching: bool | None = None
+
+    # lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Spawn every worker and wait until each has loaded the model; raise EsError if one cannot."""
+        self._workers = [self._spawn(i, spec) for i, spec in enumerate(self._specs)]
+        results = await asyncio.gather(*(w.ready for w in self._workers), return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await self.stop()
+            raise failure if isinstance(failure, EsError) else status_exception(500, str(failure))
+        self.batching = all(w.info.get("batching") for w in self._workers)
+
+    async def stop(self, drain: bool = False) -> None:
+        """End the workers; with `drain`, queued and running work is finished first, else it is answered 409."""
+        self._closing = True
+        if drain:
+            while self._queue and any(not w.process.exitcode for w in self._workers):
+                await asyncio.sleep(0.01)
+            while any(w.batch for w in self._workers):
+                await asyncio.sleep(0.01)
+        for item in self._queue.drain():
+            _fail(item, status_exception(409, f"[{self._specs[0].model_id}] is stopping or stopped"))
+        for worker in self._workers:
+            self._close(worker)
+        deadline = time.monotonic() + _STOP_GRACE_S
+        for worker in self._workers:
+            while worker.process.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join(0)
+
+    # requests -----------------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return self._queue.docs + sum(i.size for w in self._workers for i in w.batch)
+
+    def submit(
+        self, texts: list[str], options: dict[str, Any], timeout: TimeValue, tokens: list[int]
+    ) -> asyncio.Future[list[Any]]:
+        """Queue documents at once or reject them; the future resolves to one result per document."""
+        if self._closing or not self._queue.has_room(len(texts)):
+            self.stats.rejected_execution_count += 1
+            raise QueueFull()
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout.seconds
+        parts = []
+        for start in range(0, len(texts), self._max_batch_docs):
+            chunk = slice(start, start + self._max_batch_docs)
+            item = Item(texts[chunk], options, timeout, deadline, loop.create_future(), sum(tokens[chunk]))
+            self._queue.append(item)
+            parts.append(item.future)
+        self._dispatch()
+        if len(parts) == 1:
+            return parts[0]
+        return asyncio.ensure_future(_concat(parts))
+
+    def timed_out(self) -> None:
+        self.stats.timeout_count += 1
+
+    # scheduling ---------------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            if not self._queue:
+                return
+            if worker.idle:
+                self._send(worker)
+
+    def _send(self, worker: _Worker) -> None:
+        batch, expired = self._queue.next_batch(self._max_batch_docs, self._max_batch_tokens)
+        for item in expired:
+            self.stats.timeout_count += 1
+            _fail(item, _timeout(item))
+        if not batch:
+            return
+        worker.batch, worker.batch_id = batch, next(self._batch_ids)
+        docs = [(text, item.options) for item in batch for text in item.texts]
+        try:
+            worker.conn.send_bytes(pickle.dumps((INFER, worker.batch_id, docs)))
+        except OSError:
+            pass  # the worker died; its sentinel will hand the batch back
+
+    def _on_message(self, worker: _Worker) -> None:
+        try:
+            message = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):
+            self._on_exit(worker)
+            return
+        kind = message[0]
+        if kind == READY:
+            worker.info = message[1]
+            if not worker.ready.done():
+                worker.ready.set_result(message[1])
+        elif kind == FAILED:
+            if not worker.ready.done():
+                worker.ready.set_exception(status_exception(message[1], message[2]))
+        elif kind == DONE and message[1] == worker.batch_id:
+            self._complete(worker, message[2], message[3])
+        self._dispatch()
+
+    def _complete(self, worker: _Worker, results: list[Any], elapsed_ms: float) -> None:
+        batch, worker.batch = worker.batch, []
+        offset = 0
+        for item in batch:
+            answers = results[offset : offset + item.size]
+            offset += item.size
+            error = next((a for a in answers if isinstance(a, tuple)), None)
+            if item.abandoned:
+                continue
+            if error is not None:
+                item.future.set_exception(EsError(*error))
+            else:
+                item.future.set_result(answers)
+        docs = len(results)
+        self.stats.inference_count += docs
+        self.stats.inference_time_ms += elapsed_ms
+        self.stats.last_access = int(time.time() * 1000)
+
+    def _on_exit(self, worker: _Worker) -> None:
+        """A worker died: hand its batch back once, fail what already had its retry, start a new worker."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(worker.conn.fileno())
+        worker.process.join(0)
+        code = worker.process.exitcode
+        if not worker.ready.done():
+            worker.ready.set_exception(status_exception(500, f"worker process exited with code [{code}] while loading"))
+        batch, worker.batch = worker.batch, []
+        for item in reversed(batch):
+            if item.abandoned:
+                continue
+            if item.retries == 0 and not self._closing:
+                self._queue.push_front(replace(item, retries=1))
+            else:
+                self.stats.error_count += 1
+                _fail(item, status_exception(500, f"Error in inference process: [inference process exited with code [{code}]]"))
+        if self._closing or not worker.ready.done() or worker.ready.exception():
+            return
+        log.warning("worker %d of [%s] exited with code %s; starting a new one", worker.index, worker.spec.model_id, code)
+        new = self._spawn(worker.index, worker.spec)
+        self._workers[self._workers.index(worker)] = new
+        new.ready.add_done_callback(lambda _: self._dispatch())
+
+    def _spawn(self, index: int, spec: WorkerSpec) -> _Worker:
+        loop = asyncio.get_running_loop()
+        parent, child = _SPAWN.Pipe(duplex=True)
+        process = _SPAWN.Process(target=worker_main, args=(child, spec), name=f"sidecar-worker-{spec.model_id}-{index}", daemon=True)
+        process.start()
+        child.close()
+        worker = _Worker(index, spec, process, parent, loop.create_future())
+        loop.add_reader(parent.fileno(), self._on_message, worker)
+        return worker
+
+    def _close(self, worker: _Worker) -> None:
+        try:
+            asyncio.get_running_loop().remove_reader(worker.conn.fileno())
+            worker.conn.send_bytes(pickle.dumps((STOP,)))
+        except (OSError, ValueError):
+            pass
+        worker.conn.close()
+
+    # introspection ------------------------------------------------------------------------------
+    @property
+    def threads(self) -> tuple[int, int]:
+        """(inference_threads, model_threads) in use."""
+        return self._specs[0].threads, len(self._specs)
+
+
+def _fail(item: Item, error: EsError) -> None:
+    if not item.future.done():
+        item.future.set_exception(error)
+
+
+def _timeout(item: Item) -> EsError:
+    return status_exception(408, f"timeout [{item.timeout}] waiting for inference result")
+
+
+async def _concat(parts: list[asyncio.Future[list[Any]]]) -> list[Any]:
+    results: list[Any] = []
+    for part in await asyncio.gather(*parts):
+        results.extend(part)
+    return results

@@ -1,0 +1,135 @@
+"""A worker process: pinned to its cores, it loads one model once and answers batches from its pipe.
+
+Everything here runs in the worker; the node process only imports `worker_main` to name it as the target.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sidecar.errors import EsError
+from sidecar.workers.spec import DONE, FAILED, INFER, READY, WorkerSpec
+
+
+def worker_main(conn: Connection, spec: WorkerSpec) -> None:
+    """Pin, set thread counts before torch loads, load the model, then serve until told to stop or the pipe closes."""
+    os.sched_setaffinity(0, spec.cores)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(spec.threads)
+    try:
+        runner = _Runner(spec)
+    except Exception as exc:  # any load failure is reported, never raised into the node
+        status = exc.status if isinstance(exc, EsError) else 500
+        conn.send_bytes(pickle.dumps((FAILED, status, str(exc) or type(exc).__name__)))
+        return
+    conn.send_bytes(pickle.dumps((READY, {"batching": runner.batching})))
+    while True:
+        try:
+            message = pickle.loads(conn.recv_bytes())
+        except EOFError:
+            return
+        if message[0] != INFER:
+            return
+        _, batch_id, docs = message
+        started = time.perf_counter()
+        results = runner.infer(docs)
+        conn.send_bytes(pickle.dumps((DONE, batch_id, results, (time.perf_counter() - started) * 1000)))
+
+
+class _Runner:
+    """Tokenize, run the model in length-sorted sub-batches, post-process into Elasticsearch JSON."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        import torch
+
+        from sidecar.models.safety import load_checked
+        from sidecar.models.tasks import TASKS
+        from sidecar.models.tokenization import build_tokenizer
+
+        torch.set_num_threads(spec.threads)
+        torch.set_num_interop_threads(1)
+        self._torch = torch
+        self._model = load_checked(spec.definition, spec.max_graph_nodes, trusted=spec.trusted)
+        self._tokenizer = build_tokenizer(spec.task_config["tokenization"], spec.vocabulary)
+        self._task = TASKS[spec.task](spec.task_config, self._tokenizer)
+        self._max_tokens = spec.max_batch_tokens
+        self.batching = self._probe_batching()
+
+    def infer(self, docs: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        import orjson
+
+        results: list[Any] = [None] * len(docs)
+        prepared: dict[int, Any] = {}
+        for i, (text, options) in enumerate(docs):
+            try:
+                prepared[i] = self._task.preprocess(text, options)
+            except EsError as exc:
+                results[i] = exc.to_wire()
+        rows = [(i, r, window) for i, p in prepared.items() for r, window in enumerate(p.rows)]
+        outputs = self._forward([window for _, _, window in rows])
+        per_doc: dict[int, list[Any]] = {i: [None] * len(p.rows) for i, p in prepared.items()}
+        for (i, r, _), output in zip(rows, outputs):
+            per_doc[i][r] = output
+        for i, p in prepared.items():
+            try:
+                result = self._task.postprocess(p, self._stack(per_doc[i]), docs[i][1])
+                results[i] = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+            except EsError as exc:
+                results[i] = exc.to_wire()
+        return results
+
+    def _forward(self, windows: list[Any]) -> list[Any]:
+        """Run rows shortest-first in sub-batches whose padded size fits the token budget."""
+        order = sorted(range(len(windows)), key=lambda k: len(windows[k].ids))
+        outputs: list[Any] = [None] * len(windows)
+        start = 0
+        while start < len(order):
+            end = start + 1
+            if self.batching:
+                while end < len(order) and (end + 1 - start) * len(windows[order[end]].ids) <= self._max_tokens:
+                    end += 1
+            chunk = order[start:end]
+            for k, row in zip(chunk, self._run([windows[k] for k in chunk])):
+                outputs[k] = _unpad(row, len(windows[k].ids))
+            start = end
+        return outputs
+
+    def _run(self, windows: list[Any]) -> Any:
+        torch = self._torch
+        inputs = [torch.from_numpy(a) for a in self._tokenizer.model_inputs(windows)]
+        with torch.inference_mode():
+            output = self._model(*inputs)
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        if output.dim() == 0:
+            output = output.reshape(1, 1)
+        return output.float().numpy()
+
+    def _stack(self, rows: list[Any]) -> Any:
+        import numpy as np
+
+        return np.stack(rows)
+
+    def _probe_batching(self) -> bool:
+        """Traced graphs may bake in batch size 1 or ignore padding: compare a padded pair with single rows once."""
+        import numpy as np
+
+        rows = [self._tokenizer.tokenize(text, "first", -1)[0] for text in ("hello", "hello world, a longer text")]
+        try:
+            together = self._run(rows)
+            alone = [self._run([row])[0] for row in rows]
+        except Exception:
+            return False
+        return together.shape[0] == 2 and all(
+            np.allclose(_unpad(together[k], len(rows[k].ids)), _unpad(alone[k], len(rows[k].ids)), atol=1e-4)
+            for k in range(2)
+        )
+
+
+def _unpad(row: Any, length: int) -> Any:
+    """Drop padding positions from a per-token output ([L, ...]); pooled outputs pass through."""
+    return row[:length] if row.ndim >= 2 and row.shape[0] >= length else row
