@@ -231,10 +231,9 @@ class WorkerPool:
         worker.conn.close()
 
     # introspection ------------------------------------------------------------------------------
-    @property
-    def threads(self) -> tuple[int, int]:
-        """(inference_threads, model_threads) in use."""
-        return self._specs[0].threads, len(self._specs)
+    def describe_workers(self) -> list[dict[str, Any]]:
+        """Each worker's process id and cores, for the node's status route."""
+        return [{"pid": w.process.pid, "cores": list(w.spec.cores)} for w in self._workers]
 
 
 def _fail(item: Item, error: EsError) -> None:

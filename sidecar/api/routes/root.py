@@ -46,6 +46,7 @@ async def status(ctx: Context, request: EsRequest) -> Any:
             "model_threads": stats["model_threads"],
             "batching": "batched" if stats["batching"] else "row_by_row",
             "number_of_pending_requests": stats["number_of_pending_requests"],
+            "workers": ctx.deployments.local[model_id].pool.describe_workers(),
         }
     return {
         "node_id": ctx.node.id,

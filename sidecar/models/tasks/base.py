@@ -1,0 +1,138 @@
+"""What every NLP task shares: turning text into model rows, the result-object
+conventions, and the config checks Elasticsearch applies to every task.
+
+Only numpy and the light tokenization rules are imported: the API process uses
+the config checks and must not load torch or `tokenizers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from sidecar.errors import status_exception
+from sidecar.models.tokenization.base import (
+    NlpTokenizer,
+    Window,
+    kind_and_settings,
+    parse_failure,
+    typed,
+    unknown_field,
+    update_tokenization,
+    validate_tokenization,
+)
+
+DEFAULT_RESULTS_FIELD = "predicted_value"
+
+
+@dataclass
+class Prepared:
+    """A document ready for the model, kept until its output comes back."""
+
+    text: str
+    rows: list[Window]
+
+
+class Task:
+    """One Elasticsearch NLP task, run inside a worker process."""
+
+    name: ClassVar[str]
+    config_fields: ClassVar[tuple[str, ...]]
+    """Keys a stored config may hold, in Elasticsearch's output order."""
+    updatable: ClassVar[tuple[str, ...]] = ("results_field", "tokenization")
+    """Keys an infer-time override may hold."""
+
+    def __init__(self, config: dict[str, Any], tokenizer: NlpTokenizer) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+
+    def preprocess(self, text: str, options: dict[str, Any]) -> Prepared:
+        settings = tokenization_settings(options)
+        return Prepared(text, self.tokenizer.tokenize(text, settings["truncate"], settings["span"]))
+
+    def postprocess(self, prepared: Prepared, output: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A PUT config as Elasticsearch stores it: defaults filled, keys in order."""
+        check_fields(cls.name, config, cls.config_fields)
+        filled = {"tokenization": validate_tokenization(cls.name, config.get("tokenization")), **cls.parse(config)}
+        cls.check(filled)
+        return {key: filled[key] for key in cls.config_fields if filled.get(key) is not None}
+
+    @classmethod
+    def parse(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """The task's own PUT fields, typed and defaulted."""
+        return {"results_field": typed(cls.name, config, "results_field", str)}
+
+    @classmethod
+    def check(cls, config: dict[str, Any]) -> None:
+        """Elasticsearch's config constructor checks, run at PUT and after updates."""
+
+    @classmethod
+    def apply_update(cls, config: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+        """The effective options for one request: `config` with an infer-time
+        `inference_config` override applied, as Elasticsearch's map parser does."""
+        unrecognized = [key for key in update if key not in cls.updatable]
+        if unrecognized:
+            raise status_exception(400, f"Unrecognized fields [{', '.join(unrecognized)}].")
+        options = {**config, **cls.update_fields(config, update)}
+        options["tokenization"] = update_tokenization(cls.name, config["tokenization"], update.get("tokenization"))
+        cls.check(options)
+        return options
+
+    @classmethod
+    def update_fields(cls, config: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+        """The task's own overrides, typed; absent keys are left out."""
+        results_field = typed(cls.name, update, "results_field", str)
+        return {} if results_field is None else {"results_field": results_field}
+
+
+def check_fields(owner: str, config: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Elasticsearch's strict PUT parser: the vocabulary is its own, unknown keys fail."""
+    if "vocabulary" in config:
+        raise status_exception(400, "illegal setting [vocabulary] on inference model creation")
+    for key in config:
+        if key not in allowed:
+            raise unknown_field(owner, key)
+
+
+def check_no_span(name: str, config: dict[str, Any]) -> None:
+    span = tokenization_settings(config)["span"]
+    if span != -1:
+        raise status_exception(
+            400, f"[{name}] does not support windowing long text sequences; configured span [{span}]"
+        )
+
+
+def tokenization_settings(config: dict[str, Any]) -> dict[str, Any]:
+    return kind_and_settings(config["tokenization"])[1]
+
+
+def string_list(owner: str, config: dict[str, Any], name: str) -> list[str] | None:
+    values = typed(owner, config, name, list)
+    if values is not None and not all(isinstance(value, str) for value in values):
+        raise parse_failure(owner, name)
+    return values
+
+
+def result(options: dict[str, Any], value: Any, **fields: Any) -> dict[str, Any]:
+    """`{<results_field>: value, **fields}`, as Elasticsearch orders result objects."""
+    return {options.get("results_field") or DEFAULT_RESULTS_FIELD: value, **fields}
+
+
+def with_truncation(body: dict[str, Any], prepared: Prepared) -> dict[str, Any]:
+    """Elasticsearch appends `is_truncated` last, and only when true."""
+    if any(row.is_truncated for row in prepared.rows):
+        body["is_truncated"] = True
+    return body
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in double precision, as Elasticsearch computes it."""
+    scores = logits.astype(np.float64)
+    exps = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return exps / exps.sum(axis=-1, keepdims=True)

@@ -1,0 +1,205 @@
+"""The model store API through the official client: the eland upload flow and every bad input's exact answer."""
+
+import base64
+
+import pytest
+from elasticsearch import ApiError
+
+NER_CONFIG = {
+    "description": "tiny ner",
+    "model_type": "pytorch",
+    "inference_config": {
+        "ner": {
+            "tokenization": {"bert": {"do_lower_case": True, "max_sequence_length": 64}},
+            "classification_labels": ["O", "B_PER", "I_PER", "B_LOC", "I_LOC"],
+        }
+    },
+    "input": {"field_names": ["text_field"]},
+    "metadata": {"per_deployment_memory_bytes": 100, "per_allocation_memory_bytes": 200},
+}
+
+
+def error_of(call):
+    with pytest.raises(ApiError) as caught:
+        call()
+    body = caught.value.body
+    return caught.value.meta.status, body["error"]["type"], body["error"]["reason"]
+
+
+def put_config(es, model_id, config=NER_CONFIG):
+    return es.perform_request("PUT", f"/_ml/trained_models/{model_id}", body=config, headers={"content-type": "application/json"}).body
+
+
+def put_part(es, model_id, part, body):
+    return es.perform_request("PUT", f"/_ml/trained_models/{model_id}/definition/{part}", body=body, headers={"content-type": "application/json"})
+
+
+def part_body(data: bytes, total_length: int, total_parts: int):
+    return {"definition": base64.b64encode(data).decode(), "total_definition_length": total_length, "total_parts": total_parts}
+
+
+def test_put_returns_the_stored_config_with_defaults(es):
+    config = put_config(es, "store-ner")
+    assert list(config)[:9] == [
+        "model_id", "model_type", "created_by", "version", "create_time", "model_size_bytes", "estimated_operations",
+        "license_level", "description",
+    ]  # fmt: skip
+    assert config["created_by"] == "api_user"
+    assert config["license_level"] == "platinum"
+    assert config["location"] == {"index": {"name": ".ml-inference-native-000002"}}
+    ner = config["inference_config"]["ner"]
+    assert ner["vocabulary"] == {"index": ".ml-inference-native-000002"}
+    assert ner["tokenization"]["bert"] == {
+        "do_lower_case": True, "with_special_tokens": True, "max_sequence_length": 64, "truncate": "first", "span": -1,
+    }  # fmt: skip
+    assert config["metadata"] == NER_CONFIG["metadata"]
+
+
+def test_get_lists_models_sorted_with_the_builtin(es):
+    put_config(es, "store-aaa")
+    listed = es.ml.get_trained_models()
+    ids = [m["model_id"] for m in listed["trained_model_configs"]]
+    assert ids == sorted(ids)
+    assert "lang_ident_model_1" in ids and "store-aaa" in ids
+    assert listed["count"] == len(ids)
+    assert [m["model_id"] for m in es.ml.get_trained_models(model_id="store-a*")["trained_model_configs"]] == ["store-aaa"]
+    assert es.ml.get_trained_models(model_id="nothing-*")["count"] == 0
+
+
+def test_get_unknown_model_is_404(es):
+    assert error_of(lambda: es.ml.get_trained_models(model_id="missing")) == (
+        404, "resource_not_found_exception", "Could not find trained model [missing]",
+    )  # fmt: skip
+    assert error_of(lambda: es.ml.get_trained_models(model_id="nothing-*", allow_no_match=False))[0] == 404
+
+
+def test_duplicate_id_is_400_already_exists(es):
+    put_config(es, "store-dup")
+    assert error_of(lambda: put_config(es, "store-dup")) == (
+        400, "resource_already_exists_exception", "Trained machine learning model [store-dup] already exists",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model_id", "reason"),
+    [
+        ("ABC", "Validation Failed: 1: Invalid model_id; 'ABC' can contain lowercase alphanumeric (a-z and 0-9), hyphens or underscores; must start and end with alphanumeric;"),
+        ("-abc", "Validation Failed: 1: Invalid model_id; '-abc' can contain lowercase alphanumeric (a-z and 0-9), hyphens or underscores; must start and end with alphanumeric;"),
+        ("a" * 65, f"Validation Failed: 1: Invalid model_id; '{'a' * 65}' cannot contain more than 64 characters.;"),
+    ],
+)  # fmt: skip
+def test_model_ids_are_validated_as_elasticsearch_does(es, model_id, reason):
+    assert error_of(lambda: put_config(es, model_id)) == (400, "action_request_validation_exception", reason)
+
+
+def test_inconsistent_body_id(es):
+    assert error_of(lambda: put_config(es, "store-a", {**NER_CONFIG, "model_id": "store-b"})) == (
+        400, "illegal_argument_exception",
+        "Inconsistent model_id; 'store-b' specified in the body differs from 'store-a' specified as a URL argument",
+    )  # fmt: skip
+
+
+def test_vocabulary_on_creation_is_refused(es):
+    config = {**NER_CONFIG, "inference_config": {"ner": {"vocabulary": {"index": "x"}}}}
+    assert error_of(lambda: put_config(es, "store-vocab", config)) == (
+        400, "illegal_argument_exception", "illegal setting [vocabulary] on inference model creation",
+    )  # fmt: skip
+
+
+def test_definition_parts_validation(es):
+    put_config(es, "store-parts")
+    good = part_body(b"abcd", 8, 2)
+    assert error_of(lambda: put_part(es, "store-parts", 2, good)) == (
+        400, "action_request_validation_exception", "Validation Failed: 1: [part] must be less than total_parts;",
+    )  # fmt: skip
+    assert error_of(lambda: put_part(es, "store-parts", 0, {**good, "total_parts": 0})) == (
+        400, "action_request_validation_exception",
+        "Validation Failed: 1: [total_parts] must be greater than 0;2: [part] must be less than total_parts;",
+    )  # fmt: skip
+    assert error_of(lambda: put_part(es, "store-parts", 0, {**good, "total_parts": 10001}))[2] == (
+        "Validation Failed: 1: [total_parts] must be less than or equal to 10000;"
+    )
+    assert error_of(lambda: put_part(es, "store-parts", 0, {**good, "total_definition_length": 0}))[2] == (
+        "Validation Failed: 1: [total_definition_length] must be greater than 0;"
+    )
+    assert error_of(lambda: put_part(es, "store-parts", "x", good)) == (400, "number_format_exception", 'For input string: "x"')
+    assert error_of(lambda: put_part(es, "missing", 0, good)) == (404, "resource_not_found_exception", "Could not find trained model [missing]")
+
+
+def test_bad_base64_is_a_400(es):
+    put_config(es, "store-b64")
+    status, kind, reason = error_of(lambda: put_part(es, "store-b64", 0, {"definition": "!!!!", "total_definition_length": 3, "total_parts": 1}))
+    assert (status, kind) == (400, "x_content_parse_exception")
+    assert reason == "[put_trained_model_definition_part_action] failed to parse field [definition]"
+
+
+def test_duplicate_part_is_already_exists(es):
+    put_config(es, "store-dup-part")
+    put_part(es, "store-dup-part", 0, part_body(b"abcd", 8, 2))
+    assert error_of(lambda: put_part(es, "store-dup-part", 0, part_body(b"abcd", 8, 2))) == (
+        400, "resource_already_exists_exception", "Trained machine learning model chunked doc [store-dup-part][0] already exists",
+    )  # fmt: skip
+
+
+def test_vocabulary_upload_and_validation(es):
+    put_config(es, "store-voc")
+    path = "/_ml/trained_models/store-voc/vocabulary"
+    headers = {"content-type": "application/json"}
+    assert error_of(lambda: es.perform_request("PUT", path, body={"vocabulary": []}, headers=headers)) == (
+        400, "action_request_validation_exception", "Validation Failed: 1: [vocabulary] must not be empty;",
+    )  # fmt: skip
+    assert error_of(lambda: es.perform_request("PUT", path, body={"vocabulary": ["a"], "scores": [1.0, 2.0]}, headers=headers))[2] == (
+        "Validation Failed: 1: [scores] must have same length as [vocabulary];"
+    )
+    assert es.perform_request("PUT", path, body={"vocabulary": ["[PAD]", "a"]}, headers=headers).body == {"acknowledged": True}
+    assert error_of(lambda: es.perform_request("PUT", path, body={"vocabulary": ["a"]}, headers=headers)) == (
+        400, "resource_already_exists_exception", "Trained machine learning model [store-voc] vocabulary already exists",
+    )  # fmt: skip
+
+
+def test_definition_status_tells_whole_from_truncated(es):
+    put_config(es, "store-status")
+    status = lambda: es.ml.get_trained_models(model_id="store-status", include="definition_status")["trained_model_configs"][0]  # noqa: E731
+    assert status()["fully_defined"] is False
+    put_part(es, "store-status", 0, part_body(b"abcd", 8, 2))
+    assert status()["fully_defined"] is False
+    put_part(es, "store-status", 1, part_body(b"efgh", 8, 2))
+    assert status()["fully_defined"] is True
+
+
+def test_start_finds_missing_truncated_and_inconsistent_definitions(es):
+    put_config(es, "store-nodef")
+    start = lambda m: es.perform_request("POST", f"/_ml/trained_models/{m}/deployment/_start")  # noqa: E731
+    assert error_of(lambda: start("store-nodef")) == (
+        404, "resource_not_found_exception", "Could not find trained model definition [store-nodef]",
+    )  # fmt: skip
+    put_part(es, "store-nodef", 0, part_body(b"abcd", 8, 2))
+    assert error_of(lambda: start("store-nodef")) == (
+        400, "status_exception", "Model definition truncated. Unable to deserialize trained model definition [store-nodef]",
+    )  # fmt: skip
+    put_config(es, "store-incons")
+    put_part(es, "store-incons", 0, part_body(b"abcd", 8, 2))
+    put_part(es, "store-incons", 1, part_body(b"efgh", 9, 2))
+    assert error_of(lambda: start("store-incons")) == (
+        400, "status_exception",
+        "[store-incons] [total_definition_length] must be the same in all model definition parts. The value [9] in "
+        "model definition part [1] does not match the value [8] in part [0]. Unable to deploy model, please delete and "
+        "recreate the model definition",
+    )  # fmt: skip
+
+
+def test_delete(es):
+    put_config(es, "store-del")
+    put_part(es, "store-del", 0, part_body(b"abcd", 4, 1))
+    assert es.ml.delete_trained_model(model_id="store-del").body == {"acknowledged": True}
+    assert error_of(lambda: es.ml.delete_trained_model(model_id="store-del"))[0] == 404
+    put_config(es, "store-del")  # the id is free again and no old part remains
+    assert es.ml.get_trained_models(model_id="store-del", include="definition_status")["trained_model_configs"][0]["fully_defined"] is False
+
+
+def test_human_adds_readable_twins(es):
+    put_config(es, "store-human")
+    config = es.perform_request("GET", "/_ml/trained_models/store-human", params={"human": "true"}).body["trained_model_configs"][0]
+    keys = list(config)
+    assert keys.index("create_time_string") == keys.index("create_time") - 1
+    assert config["model_size"] == "0b"

@@ -1,0 +1,91 @@
+"""What every store backend must do; run against each backend the `store` fixture yields."""
+
+import pytest
+
+from sidecar.store.base import AlreadyExists, PartInfo
+
+
+def config(model_id):
+    return {"model_id": model_id, "model_type": "pytorch", "inference_config": {"ner": {}}}
+
+
+def test_models_round_trip_sorted(store):
+    store.create_model(config("b"))
+    store.create_model(config("a"))
+    assert [m["model_id"] for m in store.list_models()] == ["a", "b"]
+    assert store.get_model("a") == config("a")
+    assert store.get_model("zzz") is None
+
+
+def test_duplicate_model_is_refused(store):
+    store.create_model(config("a"))
+    with pytest.raises(AlreadyExists):
+        store.create_model(config("a"))
+
+
+def test_definition_parts_in_order_and_unique(store):
+    store.create_model(config("a"))
+    store.put_definition_part("a", PartInfo(1, 2, 6, 2), b"ef")
+    store.put_definition_part("a", PartInfo(0, 2, 6, 4), b"abcd")
+    with pytest.raises(AlreadyExists):
+        store.put_definition_part("a", PartInfo(0, 2, 6, 4), b"abcd")
+    assert store.definition_parts("a") == [PartInfo(0, 2, 6, 4), PartInfo(1, 2, 6, 2)]
+    assert b"".join(store.iter_definition("a")) == b"abcdef"
+
+
+def test_vocabulary_once(store):
+    store.create_model(config("a"))
+    store.put_vocabulary("a", {"vocabulary": ["x"]})
+    with pytest.raises(AlreadyExists):
+        store.put_vocabulary("a", {"vocabulary": ["y"]})
+    assert store.get_vocabulary("a") == {"vocabulary": ["x"]}
+
+
+def test_delete_model_takes_parts_and_vocabulary(store):
+    store.create_model(config("a"))
+    store.put_definition_part("a", PartInfo(0, 1, 1, 1), b"x")
+    store.put_vocabulary("a", {"vocabulary": ["x"]})
+    assert store.delete_model("a") is True
+    assert store.delete_model("a") is False
+    assert store.definition_parts("a") == []
+    assert store.get_vocabulary("a") is None
+
+
+def test_deployments_and_routes(store):
+    store.create_deployment({"model_id": "a", "state": "started"})
+    with pytest.raises(AlreadyExists):
+        store.create_deployment({"model_id": "a", "state": "started"})
+    store.put_route("a", "n2", "starting")
+    store.put_route("a", "n1", "failed", "boom", 500)
+    store.put_route("a", "n2", "started")
+    assert store.routes("a") == {
+        "n1": {"routing_state": "failed", "reason": "boom", "error_status": 500},
+        "n2": {"routing_state": "started", "reason": "", "error_status": 0},
+    }
+    store.update_deployment("a", {"state": "stopping"})
+    assert store.get_deployment("a") == {"model_id": "a", "state": "stopping"}
+    store.delete_route("a", "n1")
+    assert list(store.routes("a")) == ["n2"]
+    store.delete_deployment("a")
+    assert store.get_deployment("a") is None
+    assert store.routes("a") == {}
+
+
+def test_route_for_a_removed_deployment_is_ignored(store):
+    store.put_route("gone", "n1", "started")
+    assert store.routes("gone") == {}
+
+
+def test_nodes_heartbeat_and_removal(store):
+    store.create_deployment({"model_id": "a", "state": "started"})
+    store.heartbeat({"id": "n1", "name": "one"})
+    store.heartbeat({"id": "n1", "name": "one again"})
+    store.put_route("a", "n1", "started")
+    [node] = store.nodes()
+    assert node["name"] == "one again" and node["last_seen"] > 0
+    store.remove_node("n1")
+    assert store.nodes() == [] and store.routes("a") == {}
+
+
+def test_cluster_uuid_is_stable(store):
+    assert len(store.cluster_uuid) == 22
