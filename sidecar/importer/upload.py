@@ -1,0 +1,85 @@
+"""Upload a traced model through the trained-models HTTP API, in the order and shapes eland uses."""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, Elasticsearch
+from tqdm import tqdm
+
+from sidecar.importer.trace import TracedModel
+
+JSON_HEADERS = {"accept": "application/json", "content-type": "application/json"}
+
+
+class UploadError(Exception):
+    """A failed upload, worded in one line for the command line."""
+
+
+def upload(
+    url: str,
+    traced: TracedModel,
+    *,
+    clear_previous: bool = False,
+    start: bool = False,
+    chunk_size: int = 1 << 20,
+    progress: bool = True,
+) -> None:
+    """Config, definition parts, vocabulary, then optionally start the deployment."""
+    es = Elasticsearch(url, request_timeout=300)
+    try:
+        _make_room(es, traced.model_id, clear_previous)
+        es.ml.put_trained_model(model_id=traced.model_id, **traced.config)
+        _put_definition(es, traced, chunk_size, progress)
+        es.perform_request(
+            "PUT", f"/_ml/trained_models/{traced.model_id}/vocabulary", body=traced.vocabulary, headers=JSON_HEADERS
+        )
+        if start:
+            es.options(request_timeout=60).ml.start_trained_model_deployment(
+                model_id=traced.model_id, timeout="60s", wait_for="started"
+            )
+    except ApiError as error:
+        raise UploadError(_describe(error)) from None
+    except TransportError as error:
+        raise UploadError(f"cannot reach {url}: {error.message}") from None
+
+
+def _make_room(es: Elasticsearch, model_id: str, clear_previous: bool) -> None:
+    """An existing model is an error unless asked to replace it: stop its deployment, then delete it."""
+    if es.options(ignore_status=404).ml.get_trained_models(model_id=model_id).meta.status != 200:
+        return
+    if not clear_previous:
+        raise UploadError(f"trained model [{model_id}] already exists; use --clear-previous to replace it")
+    es.ml.stop_trained_model_deployment(model_id=model_id)
+    es.options(ignore_status=404).ml.delete_trained_model(model_id=model_id)
+
+
+def _put_definition(es: Elasticsearch, traced: TracedModel, chunk_size: int, progress: bool) -> None:
+    """The TorchScript file as base64 parts numbered from 0; the length is that of the raw file."""
+    total_length = traced.definition.stat().st_size
+    total_parts = math.ceil(total_length / chunk_size)
+    with traced.definition.open("rb") as file, tqdm(
+        total=total_length, unit="B", unit_scale=True, desc=traced.model_id, disable=not progress
+    ) as bar:
+        for part in range(total_parts):
+            chunk = file.read(chunk_size)
+            es.ml.put_trained_model_definition_part(
+                model_id=traced.model_id,
+                part=part,
+                definition=base64.b64encode(chunk).decode(),
+                total_definition_length=total_length,
+                total_parts=total_parts,
+            )
+            bar.update(len(chunk))
+
+
+def _describe(error: ApiError) -> str:
+    """`type [status]: reason` from an Elasticsearch error body, else the client's own summary."""
+    body: Any = error.body
+    details = body.get("error") if isinstance(body, dict) else None
+    if isinstance(details, dict) and "reason" in details:
+        return f"{details.get('type', 'error')} [{error.meta.status}]: {details['reason']}"
+    return str(error)

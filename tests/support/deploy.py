@@ -1,0 +1,35 @@
+"""Helpers for tests that deploy: upload a traced model, start it with the seed's parameter names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import Elasticsearch
+
+from sidecar.importer.trace import TracedModel
+from sidecar.importer.upload import upload
+
+
+def uploaded(url: str, traced: TracedModel, model_id: str | None = None) -> str:
+    """Upload `traced` (optionally under another id) and return its id."""
+    if model_id is not None:
+        traced = TracedModel(model_id, traced.definition, traced.config, traced.vocabulary)
+    upload(url, traced, progress=False)
+    return traced.model_id
+
+
+def start(es: Elasticsearch, model_id: str, **params: Any) -> dict[str, Any]:
+    """POST _start with the seed's (8.0) parameter names, which the 9.x client's typed method does not send."""
+    query = {key: str(value) for key, value in params.items()}
+    return es.perform_request("POST", f"/_ml/trained_models/{model_id}/deployment/_start", params=query).body
+
+
+def infer(es: Elasticsearch, model_id: str, texts: list[str], **body: Any) -> list[dict[str, Any]]:
+    docs = [{"text_field": text} for text in texts]
+    response = es.perform_request(
+        "POST",
+        f"/_ml/trained_models/{model_id}/_infer",
+        body={"docs": docs, **body},
+        headers={"content-type": "application/json"},
+    )
+    return response.body["inference_results"]
