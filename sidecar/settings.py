@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sidecar.models.safety import DEFAULT_MAX_NODES
+
 
 @dataclass
 class Settings:
@@ -26,7 +28,7 @@ class Settings:
     max_batch_tokens: int = 8192
     # model safety
     trusted_models: frozenset[str] = frozenset()
-    max_graph_nodes: int = 100_000
+    max_graph_nodes: int = DEFAULT_MAX_NODES
     # cluster
     heartbeat_interval_s: float = 1.0
     heartbeat_timeout_s: float = 10.0

@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import pickle
+import socket
 import time
 from dataclasses import dataclass, field, replace
 from itertools import count
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from sidecar.api.timevalue import TimeValue
 from sidecar.errors import EsError, status_exception
+from sidecar.workers.channel import frame, read
 from sidecar.workers.process import worker_main
 from sidecar.workers.queue import BoundedQueue, Item
 from sidecar.workers.spec import DONE, FAILED, INFER, READY, STOP, WorkerSpec
@@ -46,8 +46,9 @@ class _Worker:
     index: int
     spec: WorkerSpec
     process: BaseProcess
-    conn: Connection
     ready: asyncio.Future[dict[str, Any]]
+    writer: asyncio.StreamWriter | None = None
+    reader_task: asyncio.Task[None] | None = None
     batch: list[Item] = field(default_factory=list)
     batch_id: int = -1
     info: dict[str, Any] = field(default_factory=dict)
@@ -100,7 +101,7 @@ class WorkerPool:
                 await asyncio.sleep(0.02)
             if worker.process.is_alive():
                 worker.process.kill()
-            worker.process.join(0)
+        await asyncio.gather(*(w.reader_task for w in self._workers if w.reader_task), return_exceptions=True)
 
     # requests -----------------------------------------------------------------------------------
     @property
@@ -147,17 +148,23 @@ class WorkerPool:
             return
         worker.batch, worker.batch_id = batch, next(self._batch_ids)
         docs = [(text, item.options) for item in batch for text in item.texts]
-        try:
-            worker.conn.send_bytes(pickle.dumps((INFER, worker.batch_id, docs)))
-        except OSError:
-            pass  # the worker died; its sentinel will hand the batch back
+        assert worker.writer is not None  # set before the worker could report ready
+        worker.writer.write(frame((INFER, worker.batch_id, docs)))  # a dead worker's reader hands the batch back
 
-    def _on_message(self, worker: _Worker) -> None:
+    async def _serve(self, worker: _Worker, sock: socket.socket) -> None:
+        """Read the worker's messages until its end of the channel closes, then deal with its exit."""
+        reader, worker.writer = await asyncio.open_connection(sock=sock)
         try:
-            message = pickle.loads(worker.conn.recv_bytes())
-        except (EOFError, OSError):
-            self._on_exit(worker)
-            return
+            while True:
+                self._on_message(worker, await read(reader))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            worker.writer.close()
+        await asyncio.to_thread(worker.process.join, _STOP_GRACE_S)
+        self._on_exit(worker)
+
+    def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == READY:
             worker.info = message[1]
@@ -190,9 +197,6 @@ class WorkerPool:
 
     def _on_exit(self, worker: _Worker) -> None:
         """A worker died: hand its batch back once, fail what already had its retry, start a new worker."""
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(worker.conn.fileno())
-        worker.process.join(0)
         code = worker.process.exitcode
         if not worker.ready.done():
             worker.ready.set_exception(status_exception(500, f"worker process exited with code [{code}] while loading"))
@@ -213,22 +217,19 @@ class WorkerPool:
         new.ready.add_done_callback(lambda _: self._dispatch())
 
     def _spawn(self, index: int, spec: WorkerSpec) -> _Worker:
-        loop = asyncio.get_running_loop()
-        parent, child = _SPAWN.Pipe(duplex=True)
-        process = _SPAWN.Process(target=worker_main, args=(child, spec), name=f"sidecar-worker-{spec.model_id}-{index}", daemon=True)
+        parent, child = socket.socketpair()
+        name = f"sidecar-worker-{spec.model_id}-{index}"
+        process = _SPAWN.Process(target=worker_main, args=(child, spec), name=name, daemon=True)
         process.start()
         child.close()
-        worker = _Worker(index, spec, process, parent, loop.create_future())
-        loop.add_reader(parent.fileno(), self._on_message, worker)
+        worker = _Worker(index, spec, process, asyncio.get_running_loop().create_future())
+        worker.reader_task = asyncio.create_task(self._serve(worker, parent))
         return worker
 
     def _close(self, worker: _Worker) -> None:
-        try:
-            asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-            worker.conn.send_bytes(pickle.dumps((STOP,)))
-        except (OSError, ValueError):
-            pass
-        worker.conn.close()
+        if worker.writer is not None and not worker.writer.is_closing():
+            worker.writer.write(frame((STOP,)))
+            worker.writer.close()
 
     # introspection ------------------------------------------------------------------------------
     def describe_workers(self) -> list[dict[str, Any]]:

@@ -6,38 +6,42 @@ Everything here runs in the worker; the node process only imports `worker_main` 
 from __future__ import annotations
 
 import os
-import pickle
+import socket
 import time
-from multiprocessing.connection import Connection
 from typing import Any
 
 from sidecar.errors import EsError
+from sidecar.models.safety import UnsafeModelError
+from sidecar.workers.channel import receive, send
 from sidecar.workers.spec import DONE, FAILED, INFER, READY, WorkerSpec
 
 
-def worker_main(conn: Connection, spec: WorkerSpec) -> None:
+def worker_main(conn: socket.socket, spec: WorkerSpec) -> None:
     """Pin, set thread counts before torch loads, load the model, then serve until told to stop or the pipe closes."""
     os.sched_setaffinity(0, spec.cores)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(spec.threads)
     try:
         runner = _Runner(spec)
-    except Exception as exc:  # any load failure is reported, never raised into the node
-        status = exc.status if isinstance(exc, EsError) else 500
-        conn.send_bytes(pickle.dumps((FAILED, status, str(exc) or type(exc).__name__)))
+    except UnsafeModelError as exc:  # the caller's model is refused: a 400 naming the operation
+        send(conn, (FAILED, 400, f"Refusing to load model [{spec.model_id}]: {exc}"))
         return
-    conn.send_bytes(pickle.dumps((READY, {"batching": runner.batching})))
+    except Exception as exc:  # any other load failure is reported, never raised into the node
+        status = exc.status if isinstance(exc, EsError) else 500
+        send(conn, (FAILED, status, str(exc) or type(exc).__name__))
+        return
+    send(conn, (READY, {"batching": runner.batching}))
     while True:
         try:
-            message = pickle.loads(conn.recv_bytes())
-        except EOFError:
+            message = receive(conn)
+        except (EOFError, OSError):
             return
         if message[0] != INFER:
             return
         _, batch_id, docs = message
         started = time.perf_counter()
         results = runner.infer(docs)
-        conn.send_bytes(pickle.dumps((DONE, batch_id, results, (time.perf_counter() - started) * 1000)))
+        send(conn, (DONE, batch_id, results, (time.perf_counter() - started) * 1000))
 
 
 class _Runner:

@@ -203,3 +203,9 @@ def test_human_adds_readable_twins(es):
     keys = list(config)
     assert keys.index("create_time_string") == keys.index("create_time") - 1
     assert config["model_size"] == "0b"
+
+
+def test_the_builtin_model_cannot_be_deleted(es):
+    assert error_of(lambda: es.ml.delete_trained_model(model_id="lang_ident_model_1")) == (
+        400, "status_exception", "Unable to delete model [lang_ident_model_1] as it is required by machine learning",
+    )  # fmt: skip

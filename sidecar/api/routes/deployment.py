@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from sidecar.api.endpoint import Context
-from sidecar.api.routes.models import all_models, match_models
+from sidecar.api.routes.models import all_models, match_models, model_or_404
 from sidecar.api.wire import EsRequest
 from sidecar.cluster.node import describe
 from sidecar.deployment.start import (
@@ -18,7 +18,7 @@ from sidecar.deployment.start import (
     render_allocation,
     wait_for_start,
 )
-from sidecar.errors import EsError, model_not_found, status_exception
+from sidecar.errors import EsError, status_exception
 from sidecar.models.definition import check_whole
 from sidecar.store.base import AlreadyExists
 
@@ -26,9 +26,7 @@ from sidecar.store.base import AlreadyExists
 async def start(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]
     params = parse_start(model_id, request.params, request.object())
-    config = await asyncio.to_thread(ctx.store.get_model, model_id)
-    if config is None:
-        raise model_not_found(model_id)
+    config = await model_or_404(ctx, model_id)
     if config.get("model_type") != "pytorch":
         raise status_exception(
             400, f"model [{model_id}] of type [{config.get('model_type')}] cannot be deployed. Only PyTorch models can be deployed"

@@ -9,10 +9,11 @@ import orjson
 from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
+from sidecar.api.routes.models import model_or_404
 from sidecar.api.timevalue import TimeValue, parse_time
 from sidecar.api.wire import EsRequest, raw_json, render
 from sidecar.deployment.manager import LocalDeployment
-from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
+from sidecar.errors import EsError, status_exception, validation_failed
 from sidecar.models.tasks import apply_update
 
 
@@ -54,9 +55,7 @@ async def _run(ctx: Context, request: EsRequest, legacy: bool) -> list[bytes]:
 
 async def _not_served(ctx: Context, model_id: str, legacy: bool) -> LocalDeployment:
     """Raise the error Elasticsearch gives for a model that is missing or not deployed."""
-    config = await asyncio.to_thread(ctx.store.get_model, model_id)
-    if config is None:
-        raise model_not_found(model_id)
+    config = await model_or_404(ctx, model_id)
     if config.get("model_type") != "pytorch":
         raise status_exception(
             400, f"Only [pytorch] models are supported by _infer, provided model [{model_id}] has type [{config.get('model_type')}]"

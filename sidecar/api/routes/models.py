@@ -37,7 +37,7 @@ async def put_definition_part(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]
     request.params.finish()
     info, data = parse_part(request.path_params["part"], request.object(required=True))
-    config = await _model(ctx, model_id)
+    config = await model_or_404(ctx, model_id)
     if "location" not in config:
         raise status_exception(400, f"cannot put definition for model [{model_id}] as location is null")
     try:
@@ -59,7 +59,7 @@ async def put_vocabulary(ctx: Context, request: EsRequest) -> Any:
         errors.append("[scores] must have same length as [vocabulary]")
     if errors:
         raise validation_failed(errors)
-    config = await _model(ctx, model_id)
+    config = await model_or_404(ctx, model_id)
     if config.get("model_type") != "pytorch":
         raise status_exception(400, f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
     doc = {key: body[key] for key in ("vocabulary", "merges", "scores") if body.get(key) is not None}
@@ -97,7 +97,10 @@ async def delete_model(ctx: Context, request: EsRequest) -> Any:
     request.params.time("timeout", "30s")
     force = request.params.bool("force")
     request.params.finish()
-    await _model(ctx, model_id)
+    await model_or_404(ctx, model_id)
+    if model_id == BUILTIN_LANG_IDENT["model_id"]:
+        # Messages.INFERENCE_CANNOT_DELETE_ML_MANAGED_MODEL (wording from memory, UNCONFIRMED)
+        raise status_exception(400, f"Unable to delete model [{model_id}] as it is required by machine learning")
     if await asyncio.to_thread(ctx.store.get_deployment, model_id) is not None:
         if not force:
             raise status_exception(409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
@@ -125,7 +128,10 @@ def match_models(models: list[dict[str, Any]], expression: str, allow_no_match: 
     return sorted(matched, key=lambda m: m["model_id"])
 
 
-async def _model(ctx: Context, model_id: str) -> dict[str, Any]:
+async def model_or_404(ctx: Context, model_id: str) -> dict[str, Any]:
+    """A stored config, or the built-in model, or Elasticsearch's 404."""
+    if model_id == BUILTIN_LANG_IDENT["model_id"]:
+        return BUILTIN_LANG_IDENT
     config = await asyncio.to_thread(ctx.store.get_model, model_id)
     if config is None:
         raise model_not_found(model_id)

@@ -1,0 +1,55 @@
+"""(b) and (c): load a node's `_infer` with wrk and read throughput and latency percentiles."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+_LUA = """
+local bodies = {%s}
+local i = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i %% #bodies) + 1])
+end
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def bodies(texts: list[str], docs_per_request: int) -> list[str]:
+    """Request bodies that rotate through the texts."""
+    out = []
+    for start in range(len(texts)):
+        docs = [{"text_field": texts[(start + k) % len(texts)]} for k in range(docs_per_request)]
+        out.append(json.dumps({"docs": docs}))
+    return out
+
+
+def wrk(url: str, model_id: str, texts: list[str], docs_per_request: int, connections: int, seconds: int) -> dict[str, float]:
+    """Run wrk with one thread per 32 connections (wrk itself stays cheap) and parse its report."""
+    lua = _LUA % ", ".join(json.dumps(b) for b in bodies(texts, docs_per_request))
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    threads = max(1, min(2, connections // 32))
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", "--timeout", "30s",
+               "-s", script.name, f"{url}/_ml/trained_models/{model_id}/_infer"]  # fmt: skip
+    report = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    Path(script.name).unlink()
+    requests_per_s = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", report)
+    return {
+        "docs_per_s": requests_per_s * docs_per_request,
+        "p50_ms": _percentile(report, "50%"),
+        "p99_ms": _percentile(report, "99%"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def _percentile(report: str, label: str) -> float:
+    value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s|m)\s*$", report, re.M).groups()
+    return float(value) * _UNITS[unit]

@@ -1,0 +1,24 @@
+import pytest
+
+from tests.support.deploy import start, uploaded
+from tests.support.node import NodeProcess
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    process = NodeProcess(tmp_path_factory.mktemp("node") / "data").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def es(node):
+    return node.client(retry_on_status=(), max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def minilm(node, es, traced_minilm):
+    """MiniLM with one worker and a small queue: slow enough per batch to observe queueing."""
+    model_id = uploaded(node.url, traced_minilm, "pool-minilm")
+    start(es, model_id, model_threads=1, queue_capacity=40)
+    return model_id
