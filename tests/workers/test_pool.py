@@ -65,7 +65,7 @@ def test_timeout_while_queued_is_408_and_counted(es, minilm):
 
 
 def test_a_killed_worker_loses_nothing(es, minilm):
-    texts = [f"{LONG[i % 3]} number {i}" for i in range(64)]
+    texts = [f"{LONG[i % 3]} number {i}" for i in range(40)]
     expected = np.array([r["predicted_value"] for r in infer(es, minilm, texts)])
     [worker] = status(es, minilm)["workers"]
     result = {}
