@@ -43,10 +43,14 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=defaults.max_batch_tokens)
     parser.add_argument("--trust-model", action="append", default=[], metavar="MODEL_ID", help="skip the TorchScript safety check for this model")
     parser.add_argument("--max-graph-nodes", type=int, default=defaults.max_graph_nodes)
+    parser.add_argument("--advertise-url", default=None, help="URL other nodes use to reach this one (default: from host and port)")
+    parser.add_argument("--heartbeat-timeout", default="10s", help="a node silent for longer is not live (default: 10s)")
     parser.add_argument("--log-level", default="info")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    from sidecar.api.timevalue import parse_time
+
     return Settings(
         host=args.host,
         port=args.port,
@@ -62,6 +66,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_batch_tokens=args.max_batch_tokens,
         trusted_models=frozenset(args.trust_model),
         max_graph_nodes=args.max_graph_nodes,
+        advertise_url=args.advertise_url,
+        heartbeat_timeout_s=parse_time(args.heartbeat_timeout, "heartbeat-timeout").seconds,
     )
 
 

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecar.api.endpoint import Context, endpoint
 from sidecar.api.routes import deployment, infer, models, root
 from sidecar.api.wire import PRODUCT_HEADER, error_response
+from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import load_node
 from sidecar.deployment.manager import Deployments
 from sidecar.errors import EsError
@@ -53,7 +54,8 @@ def create_app(settings: Settings) -> ASGIApp:
         store = SqliteStore(settings.store_path)
         node = load_node(settings)
         deployments = Deployments(store, node, settings)
-        app.state.context = Context(settings, node, store, deployments)
+        forwarder = Forwarder(node.id)
+        app.state.context = Context(settings, node, store, deployments, forwarder)
         await deployments.heartbeat()
         loop_task = asyncio.create_task(deployments.run())
         log.info("node [%s] (%s) serving on %s with %d usable cores", node.name, node.id, node.url, len(node.cores))
@@ -61,6 +63,7 @@ def create_app(settings: Settings) -> ASGIApp:
             yield
         finally:
             await deployments.close()
+            await forwarder.close()
             loop_task.cancel()
             await asyncio.gather(loop_task, return_exceptions=True)
             store.close()

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.wire import EsRequest, error_response, render
+from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import Node
 from sidecar.deployment.manager import Deployments
 from sidecar.errors import EsError
@@ -28,6 +29,7 @@ class Context:
     node: Node
     store: Store
     deployments: Deployments
+    forwarder: Forwarder
 
 
 Handler = Callable[[Context, EsRequest], Awaitable[Any]]

@@ -47,6 +47,7 @@ class Deployments:
         self._failed: set[tuple[str, int]] = set()  # (model_id, deployment start_time) that failed here
         self._wake = asyncio.Event()
         self._closing = False
+        self.live: list[dict[str, Any]] = []  # live nodes as of the last reconcile, for routing infers
 
     # the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -78,6 +79,7 @@ class Deployments:
         await asyncio.to_thread(self.store.heartbeat, doc)
 
     async def reconcile(self) -> None:
+        await self._refresh_nodes()
         wanted = {
             d["model_id"]: d
             for d in await asyncio.to_thread(self.store.list_deployments)
@@ -91,11 +93,21 @@ class Deployments:
             await self._stop_local(model_id)
 
     async def close(self) -> None:
-        """Stop taking work, finish what is queued, end every worker, remove this node's routing entries."""
+        """Stop taking work, finish what is queued, end every worker, then leave the cluster."""
         self._closing = True
         for task in list(self._starting.values()):
             task.cancel()
         await asyncio.gather(*(self._stop_local(m, drain=True) for m in list(self.local)), return_exceptions=True)
+        await asyncio.to_thread(self.store.remove_node, self.node.id)
+
+    async def _refresh_nodes(self) -> None:
+        """Forget nodes whose heartbeat stopped (their routing entries go with them); keep the live ones."""
+        horizon = time.time() - self.settings.heartbeat_timeout_s
+        nodes = await asyncio.to_thread(self.store.nodes)
+        for stale in (n for n in nodes if n["last_seen"] < horizon and n["id"] != self.node.id):
+            log.warning("node [%s] missed its heartbeats; removing it and its routing entries", stale["name"])
+            await asyncio.to_thread(self.store.remove_node, stale["id"])
+        self.live = [n for n in nodes if n["last_seen"] >= horizon or n["id"] == self.node.id]
 
     # lifecycle, as `_start` and `_stop` drive it -----------------------------------------------
     async def create(self, deployment: dict[str, Any]) -> None:
@@ -195,6 +207,7 @@ class Deployments:
             "inference_time_ms": stats.inference_time_ms,
             "last_access": stats.last_access,
             "number_of_pending_requests": local.pool.pending,
+            "queue_capacity": local.pool.capacity,
             "error_count": stats.error_count,
             "rejected_execution_count": stats.rejected_execution_count,
             "timeout_count": stats.timeout_count,

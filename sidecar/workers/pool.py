@@ -105,6 +105,10 @@ class WorkerPool:
 
     # requests -----------------------------------------------------------------------------------
     @property
+    def capacity(self) -> int:
+        return self._queue.capacity
+
+    @property
     def pending(self) -> int:
         return self._queue.docs + sum(i.size for w in self._workers for i in w.batch)
 

@@ -12,9 +12,11 @@ from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import model_or_404
 from sidecar.api.timevalue import TimeValue, parse_time
 from sidecar.api.wire import EsRequest, raw_json, render
+from sidecar.cluster.forward import FORWARDED_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.errors import EsError, status_exception, validation_failed
 from sidecar.models.tasks import apply_update
+from sidecar.workers.pool import QueueFull
 
 
 async def infer(ctx: Context, request: EsRequest) -> Response:
@@ -45,15 +47,36 @@ async def _run(ctx: Context, request: EsRequest, legacy: bool) -> list[bytes]:
         raise status_exception(400, "requires body")
     body = request.object(required=True)
     timeout = parse_time(query_timeout or str(body.get("timeout", "10s")), "timeout")
-    deployment = ctx.deployments.local.get(model_id) or await _not_served(ctx, model_id, legacy)
+    forwarded = FORWARDED_HEADER in request.http.headers
+    deployment = ctx.deployments.local.get(model_id)
+    if deployment is None:
+        if forwarded:
+            await _not_served(ctx, model_id, legacy)
+        return await _forward(ctx, model_id, body, timeout, legacy, need_room=False)
     texts = _texts(body, deployment.config, legacy, ctx.settings.max_docs_per_request, ctx.settings.max_text_chars)
     options = _options(model_id, deployment.config, body.get("inference_config"))
-    tokens = _estimated_tokens(texts, options)
-    future = deployment.pool.submit(texts, options, timeout, tokens)
+    try:
+        future = deployment.pool.submit(texts, options, timeout, _estimated_tokens(texts, options))
+    except QueueFull:
+        if forwarded:
+            raise
+        return await _forward(ctx, model_id, body, timeout, legacy, need_room=True)
     return await _await_result(request, deployment, future, timeout)
 
 
-async def _not_served(ctx: Context, model_id: str, legacy: bool) -> LocalDeployment:
+async def _forward(ctx: Context, model_id: str, body: dict[str, Any], timeout: TimeValue, legacy: bool, need_room: bool) -> list[bytes]:
+    """Another node serves it (or has room): forward; with nobody to forward to, answer as Elasticsearch would."""
+    candidates = ctx.forwarder.candidates(ctx.deployments.live, model_id, need_room)
+    try:
+        return await ctx.forwarder.infer(candidates, model_id, body, timeout)
+    except NoRoute:
+        if need_room:
+            raise QueueFull() from None
+        await _not_served(ctx, model_id, legacy)
+        raise
+
+
+async def _not_served(ctx: Context, model_id: str, legacy: bool) -> None:
     """Raise the error Elasticsearch gives for a model that is missing or not deployed."""
     config = await model_or_404(ctx, model_id)
     if config.get("model_type") != "pytorch":

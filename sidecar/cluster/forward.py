@@ -1,0 +1,103 @@
+"""Forwarding an infer to another node that serves the deployment: least pending first, retried on failure.
+
+Inference is idempotent, so a node that cannot be reached, or that went away mid-request, is simply skipped and
+the next candidate tried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import orjson
+
+from sidecar.api.timevalue import TimeValue
+from sidecar.errors import EsError
+
+log = logging.getLogger(__name__)
+FORWARDED_HEADER = "x-sidecar-forwarded"
+_RETRYABLE_STATUSES = (429, 502, 503)
+
+
+class NoRoute(Exception):
+    """No other live node serves the deployment (or has room for it)."""
+
+
+class Forwarder:
+    def __init__(self, node_id: str) -> None:
+        self._node_id = node_id
+        self._session: aiohttp.ClientSession | None = None
+        self._open: Counter[str] = Counter()  # forwards in flight per node, to spread load between heartbeats
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def candidates(self, nodes: list[dict[str, Any]], model_id: str, need_room: bool) -> list[dict[str, Any]]:
+        """Other live nodes with a started allocation, least pending requests first."""
+        out = []
+        for node in nodes:
+            stats = node.get("deployments", {}).get(model_id)
+            if node["id"] == self._node_id or stats is None:
+                continue
+            pending = stats["number_of_pending_requests"] + self._open[node["id"]]
+            if need_room and pending >= stats["queue_capacity"]:
+                continue
+            out.append((pending, node))
+        return [node for _, node in sorted(out, key=lambda pair: pair[0])]
+
+    async def infer(self, candidates: list[dict[str, Any]], model_id: str, body: dict[str, Any], timeout: TimeValue) -> list[bytes]:
+        """POST the 8.3+ `_infer` to each candidate in turn; per-document results come back serialized."""
+        if not candidates:
+            raise NoRoute()
+        last: EsError | None = None
+        for node in candidates:
+            try:
+                return await self._post(node, model_id, body, timeout)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                log.warning("forwarding [%s] to node [%s] failed: %s; trying the next node", model_id, node["name"], exc)
+            except EsError as error:
+                if error.status not in _RETRYABLE_STATUSES:
+                    raise
+                last = error
+        if last is not None:
+            raise last
+        raise NoRoute()
+
+    async def _post(self, node: dict[str, Any], model_id: str, body: dict[str, Any], timeout: TimeValue) -> list[bytes]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        url = f"{node['url']}/_ml/trained_models/{model_id}/_infer"
+        self._open[node["id"]] += 1
+        try:
+            async with self._session.post(
+                url,
+                params={"timeout": timeout.text},
+                data=orjson.dumps(body),
+                headers={"content-type": "application/json", FORWARDED_HEADER: self._node_id},
+                timeout=aiohttp.ClientTimeout(total=timeout.seconds + 5),
+            ) as response:
+                payload = orjson.loads(await response.read())
+                status = response.status
+        finally:
+            self._open[node["id"]] -= 1
+        if status != 200:
+            raise error_from_body(payload, status)
+        return [orjson.dumps(result) for result in payload["inference_results"]]
+
+
+def error_from_body(payload: Any, status: int) -> EsError:
+    """Rebuild the EsError another node answered, so the caller sees it unchanged."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, str):
+        return EsError(status, "", error)
+    if not isinstance(error, dict):
+        return EsError(status, "exception", f"unexpected answer from node: {payload!r}"[:500])
+    return _error(error, status)
+
+
+def _error(error: dict[str, Any], status: int) -> EsError:
+    cause = error.get("caused_by")
+    return EsError(status, error.get("type", "exception"), error.get("reason", ""), _error(cause, status) if isinstance(cause, dict) else None)
