@@ -35,15 +35,17 @@ class Forwarder:
         if self._session is not None:
             await self._session.close()
 
-    def candidates(self, nodes: list[dict[str, Any]], model_id: str, need_room: bool) -> list[dict[str, Any]]:
-        """Other live nodes with a started allocation, least pending requests first."""
+    def candidates(
+        self, nodes: list[dict[str, Any]], serving: list[str], model_id: str, need_room: bool
+    ) -> list[dict[str, Any]]:
+        """Other live nodes with a started allocation, least pending requests first (as of their last heartbeat)."""
         out = []
         for node in nodes:
-            stats = node.get("deployments", {}).get(model_id)
-            if node["id"] == self._node_id or stats is None:
+            if node["id"] == self._node_id or node["id"] not in serving:
                 continue
-            pending = stats["number_of_pending_requests"] + self._open[node["id"]]
-            if need_room and pending >= stats["queue_capacity"]:
+            stats = node.get("deployments", {}).get(model_id, {})
+            pending = stats.get("number_of_pending_requests", 0) + self._open[node["id"]]
+            if need_room and pending >= stats.get("queue_capacity", pending + 1):
                 continue
             out.append((pending, node))
         return [node for _, node in sorted(out, key=lambda pair: pair[0])]

@@ -47,7 +47,9 @@ class Deployments:
         self._failed: set[tuple[str, int]] = set()  # (model_id, deployment start_time) that failed here
         self._wake = asyncio.Event()
         self._closing = False
-        self.live: list[dict[str, Any]] = []  # live nodes as of the last reconcile, for routing infers
+        # as of the last reconcile, for routing infers without a store read per request:
+        self.live: list[dict[str, Any]] = []  # live nodes
+        self.serving: dict[str, list[str]] = {}  # model id -> ids of nodes whose allocation is started
 
     # the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -79,12 +81,7 @@ class Deployments:
         await asyncio.to_thread(self.store.heartbeat, doc)
 
     async def reconcile(self) -> None:
-        await self._refresh_nodes()
-        wanted = {
-            d["model_id"]: d
-            for d in await asyncio.to_thread(self.store.list_deployments)
-            if d.get("state") != STOPPING
-        }
+        wanted = await self.refresh_view()
         for model_id, deployment in wanted.items():
             key = (model_id, deployment["start_time"])
             if model_id not in self.local and model_id not in self._starting and key not in self._failed:
@@ -100,14 +97,22 @@ class Deployments:
         await asyncio.gather(*(self._stop_local(m, drain=True) for m in list(self.local)), return_exceptions=True)
         await asyncio.to_thread(self.store.remove_node, self.node.id)
 
-    async def _refresh_nodes(self) -> None:
-        """Forget nodes whose heartbeat stopped (their routing entries go with them); keep the live ones."""
+    async def refresh_view(self) -> dict[str, dict[str, Any]]:
+        """Re-read nodes, deployments and routes; forget nodes whose heartbeat stopped. Returns wanted deployments."""
         horizon = time.time() - self.settings.heartbeat_timeout_s
         nodes = await asyncio.to_thread(self.store.nodes)
         for stale in (n for n in nodes if n["last_seen"] < horizon and n["id"] != self.node.id):
             log.warning("node [%s] missed its heartbeats; removing it and its routing entries", stale["name"])
             await asyncio.to_thread(self.store.remove_node, stale["id"])
         self.live = [n for n in nodes if n["last_seen"] >= horizon or n["id"] == self.node.id]
+        deployments = await asyncio.to_thread(self.store.list_deployments)
+        wanted = {d["model_id"]: d for d in deployments if d.get("state") != STOPPING}
+        serving = {}
+        for model_id in wanted:
+            routes = await asyncio.to_thread(self.store.routes, model_id)
+            serving[model_id] = [node for node, route in routes.items() if route["routing_state"] == STARTED]
+        self.serving = serving
+        return wanted
 
     # lifecycle, as `_start` and `_stop` drive it -----------------------------------------------
     async def create(self, deployment: dict[str, Any]) -> None:

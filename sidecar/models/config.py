@@ -116,7 +116,13 @@ def _nlp_inference_config(inference_config: dict[str, Any], validate: Any) -> di
     settings = settings or {}
     if "vocabulary" in settings:
         raise illegal_argument("illegal setting [vocabulary] on inference model creation")
-    return {task: {"vocabulary": {"index": NATIVE_INDEX}, **validate(task, settings)}}
+    validated = validate(task, settings)
+    ordered: dict[str, Any] = {}
+    for key, value in validated.items():  # Elasticsearch writes the vocabulary just before the tokenization
+        if key == "tokenization":
+            ordered["vocabulary"] = {"index": NATIVE_INDEX}
+        ordered[key] = value
+    return {task: ordered}
 
 
 def _stored(model_id: str, model_type: str, inference_config: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:

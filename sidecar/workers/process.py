@@ -111,12 +111,14 @@ class _Runner:
             output = output[0]
         if output.dim() == 0:
             output = output.reshape(1, 1)
-        return output.float().numpy()
+        return self._task.split_rows(output.float().numpy())
 
     def _stack(self, rows: list[Any]) -> Any:
+        """A document's rows as one array; per-token rows of windows differ in length, so zero-pad them."""
         import numpy as np
 
-        return np.stack(rows)
+        longest = max(len(row) for row in rows)
+        return np.stack([np.pad(row, [(0, longest - len(row))] + [(0, 0)] * (row.ndim - 1)) for row in rows])
 
     def _probe_batching(self) -> bool:
         """Traced graphs may bake in batch size 1 or ignore padding: compare a padded pair with single rows once."""
@@ -128,7 +130,7 @@ class _Runner:
             alone = [self._run([row])[0] for row in rows]
         except Exception:
             return False
-        return together.shape[0] == 2 and all(
+        return len(together) == 2 and all(
             np.allclose(_unpad(together[k], len(rows[k].ids)), _unpad(alone[k], len(rows[k].ids)), atol=1e-4)
             for k in range(2)
         )

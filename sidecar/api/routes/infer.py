@@ -66,7 +66,11 @@ async def _run(ctx: Context, request: EsRequest, legacy: bool) -> list[bytes]:
 
 async def _forward(ctx: Context, model_id: str, body: dict[str, Any], timeout: TimeValue, legacy: bool, need_room: bool) -> list[bytes]:
     """Another node serves it (or has room): forward; with nobody to forward to, answer as Elasticsearch would."""
-    candidates = ctx.forwarder.candidates(ctx.deployments.live, model_id, need_room)
+    view = ctx.deployments
+    candidates = ctx.forwarder.candidates(view.live, view.serving.get(model_id, []), model_id, need_room)
+    if not candidates:  # the view may predate a deployment that just started: look again before giving up
+        await view.refresh_view()
+        candidates = ctx.forwarder.candidates(view.live, view.serving.get(model_id, []), model_id, need_room)
     try:
         return await ctx.forwarder.infer(candidates, model_id, body, timeout)
     except NoRoute:

@@ -9,13 +9,32 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.models.tasks.base import Prepared, Task
+from sidecar.models.tasks.fill_mask import FillMaskTask
 from sidecar.models.tasks.ner import NerTask
+from sidecar.models.tasks.pass_through import PassThroughTask
+from sidecar.models.tasks.question_answering import QuestionAnsweringTask
 from sidecar.models.tasks.text_classification import TextClassificationTask
 from sidecar.models.tasks.text_embedding import TextEmbeddingTask
+from sidecar.models.tasks.text_expansion import TextExpansionTask
+from sidecar.models.tasks.text_similarity import TextSimilarityTask
+from sidecar.models.tasks.zero_shot_classification import ZeroShotClassificationTask
 
 __all__ = ["TASKS", "Prepared", "Task", "apply_update", "validate_task_config"]
 
-TASKS: dict[str, type[Task]] = {task.name: task for task in (NerTask, TextClassificationTask, TextEmbeddingTask)}
+TASKS: dict[str, type[Task]] = {
+    task.name: task
+    for task in (
+        NerTask,
+        TextClassificationTask,
+        TextEmbeddingTask,
+        ZeroShotClassificationTask,
+        FillMaskTask,
+        QuestionAnsweringTask,
+        TextSimilarityTask,
+        TextExpansionTask,
+        PassThroughTask,
+    )
+}
 
 
 def validate_task_config(task: str, config: dict[str, Any]) -> dict[str, Any]:

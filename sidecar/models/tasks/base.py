@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from sidecar.errors import status_exception
+from sidecar.errors import illegal_argument, status_exception
 from sidecar.models.tokenization.base import (
     NlpTokenizer,
     Window,
@@ -43,6 +43,8 @@ class Task:
     """Keys a stored config may hold, in Elasticsearch's output order."""
     updatable: ClassVar[tuple[str, ...]] = ("results_field", "tokenization")
     """Keys an infer-time override may hold."""
+    names_every_field_when_unrecognized: ClassVar[bool] = False
+    """Some of Elasticsearch's update parsers list every key sent, not only the unknown ones."""
 
     def __init__(self, config: dict[str, Any], tokenizer: NlpTokenizer) -> None:
         self.config = config
@@ -54,6 +56,11 @@ class Task:
 
     def postprocess(self, prepared: Prepared, output: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
+
+    def split_rows(self, output: np.ndarray) -> list[np.ndarray]:
+        """One array per input row of a batch's output: the graph's first axis, unless the
+        task's graph lays its output out otherwise."""
+        return list(output)
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +85,8 @@ class Task:
         `inference_config` override applied, as Elasticsearch's map parser does."""
         unrecognized = [key for key in update if key not in cls.updatable]
         if unrecognized:
-            raise status_exception(400, f"Unrecognized fields [{', '.join(unrecognized)}].")
+            named = list(update) if cls.names_every_field_when_unrecognized else unrecognized
+            raise status_exception(400, f"Unrecognized fields [{', '.join(named)}].")
         options = {**config, **cls.update_fields(config, update)}
         options["tokenization"] = update_tokenization(cls.name, config["tokenization"], update.get("tokenization"))
         cls.check(options)
@@ -110,6 +118,33 @@ def check_no_span(name: str, config: dict[str, Any]) -> None:
 
 def tokenization_settings(config: dict[str, Any]) -> dict[str, Any]:
     return kind_and_settings(config["tokenization"])[1]
+
+
+def typed_int(owner: str, config: dict[str, Any], name: str, default: int | None = None) -> int | None:
+    value = typed(owner, config, name, int)
+    return default if value is None else value
+
+
+def required(value: Any, name: str) -> Any:
+    """Elasticsearch's `ExceptionsHelper.requireNonNull`."""
+    if value is None:
+        raise illegal_argument(f"[{name}] must not be null.")
+    return value
+
+
+def top_entry(label: str, probability: float) -> dict[str, Any]:
+    """A `top_classes` entry: Elasticsearch writes the probability twice."""
+    return {"class_name": label, "class_probability": probability, "class_score": probability}
+
+
+def utf16(text: str, index: int) -> int:
+    """A char index as Java counts it: in UTF-16 code units."""
+    return len(text[:index].encode("utf-16-le")) // 2
+
+
+def ranked(scores: np.ndarray) -> list[int]:
+    """Indexes by descending score; ties keep index order, as Java's stable sort does."""
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
 def string_list(owner: str, config: dict[str, Any], name: str) -> list[str] | None:

@@ -17,6 +17,7 @@ from sidecar.models.tasks.base import (
     softmax,
     string_list,
     tokenization_settings,
+    utf16,
     with_truncation,
 )
 from sidecar.models.tokenization.base import SPECIAL, NlpTokenizer, Window
@@ -151,8 +152,8 @@ def _entity(text: str, source: str, group: list[Word]) -> dict[str, Any]:
         "entity": source[start:end],
         "class_name": group[0].tag.entity,
         "class_probability": sum(word.score for word in group) / len(group),
-        "start_pos": _utf16(text, start),
-        "end_pos": _utf16(text, end),
+        "start_pos": utf16(text, start),
+        "end_pos": utf16(text, end),
     }
 
 
@@ -166,7 +167,3 @@ def _annotate(text: str, groups: list[list[Word]]) -> str:
         parts += [text[position:start], f"[{found}]({group[0].tag.entity}&{found.replace(' ', '+')})"]
         position = end
     return "".join(parts) + text[position:]
-
-
-def _utf16(text: str, index: int) -> int:
-    return len(text[:index].encode("utf-16-le")) // 2

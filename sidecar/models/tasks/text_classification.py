@@ -7,7 +7,17 @@ from typing import Any
 import numpy as np
 
 from sidecar.errors import status_exception
-from sidecar.models.tasks.base import Prepared, Task, result, softmax, string_list, typed, with_truncation
+from sidecar.models.tasks.base import (
+    Prepared,
+    Task,
+    ranked,
+    result,
+    softmax,
+    string_list,
+    top_entry,
+    typed,
+    with_truncation,
+)
 
 
 class TextClassificationTask(Task):
@@ -23,14 +33,14 @@ class TextClassificationTask(Task):
                 409, f"Expected exactly [{len(labels)}] values in text classification result; got [{output.shape[-1]}]"
             )
         probabilities = softmax(output).mean(axis=0)
-        ranked = sorted(range(len(labels)), key=lambda i: -probabilities[i])  # stable, as in Elasticsearch
+        order = ranked(probabilities)
         wanted = options.get("num_top_classes", 0)
-        top = ranked if wanted < 0 else ranked[:wanted]
-        classes = [_entry(labels[i], float(probabilities[i])) for i in top]
-        body = result(options, labels[ranked[0]])
+        top = order if wanted < 0 else order[:wanted]
+        classes = [top_entry(labels[i], float(probabilities[i])) for i in top]
+        body = result(options, labels[order[0]])
         if classes:
             body["top_classes"] = classes
-        body["prediction_probability"] = float(probabilities[ranked[0]])
+        body["prediction_probability"] = float(probabilities[order[0]])
         return with_truncation(body, prepared)
 
     @classmethod
@@ -69,7 +79,3 @@ class TextClassificationTask(Task):
                 )
             fields["classification_labels"] = labels
         return fields
-
-
-def _entry(label: str, probability: float) -> dict[str, Any]:
-    return {"class_name": label, "class_probability": probability, "class_score": probability}

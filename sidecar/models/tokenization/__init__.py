@@ -10,11 +10,16 @@ __all__ = ["NlpTokenizer", "Window", "build_tokenizer"]
 
 
 def build_tokenizer(tokenization: dict[str, Any], vocabulary: dict[str, Any]) -> NlpTokenizer:
-    """The tokenizer for a stored `tokenization` (`{"bert": {...}}`, missing settings
-    defaulted) and an uploaded `{"vocabulary": [...], ...}`. Only `bert` is served."""
-    _, settings = kind_and_settings(validate_tokenization("tokenization", tokenization))
+    """The tokenizer for a stored `tokenization` (`{"roberta": {...}}`, missing settings
+    defaulted) and an uploaded `{"vocabulary": [...], "merges"?: [...], "scores"?: [...]}`."""
+    kind, settings = kind_and_settings(validate_tokenization("tokenization", tokenization))
     # Imported here so that importing this package (as the API process does to
     # validate configs) never loads the `tokenizers` library.
     from sidecar.models.tokenization.bert import BertTokenizer
+    from sidecar.models.tokenization.deberta_v2 import DebertaV2Tokenizer
+    from sidecar.models.tokenization.mpnet import MPNetTokenizer
+    from sidecar.models.tokenization.roberta import RobertaTokenizer
+    from sidecar.models.tokenization.xlm_roberta import XLMRobertaTokenizer
 
-    return BertTokenizer(vocabulary["vocabulary"], settings)
+    kinds = (BertTokenizer, MPNetTokenizer, RobertaTokenizer, XLMRobertaTokenizer, DebertaV2Tokenizer)
+    return {tokenizer.kind: tokenizer for tokenizer in kinds}[kind](vocabulary, settings)

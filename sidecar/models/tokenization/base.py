@@ -31,8 +31,28 @@ _TYPES = {
     "truncate": str,
     "span": int,
 }
-# Kinds Elasticsearch's infer-time update parser knows; only bert is served here.
-_UPDATE_KINDS = ("bert", "mpnet", "roberta")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a `tokenization` kind accepts at PUT, as Elasticsearch's parser for it does."""
+
+    parser: str  # the parser name Elasticsearch's field errors start with
+    mask_token: str
+    extra: tuple[tuple[str, type, Any], ...] = ()  # the kind's own settings (name, type, default), written last
+    lower_case_refused_by: str | None = None  # tokenizer name in the `do_lower_case` refusal
+
+
+KINDS: dict[str, Kind] = {
+    "bert": Kind("bert_tokenization", "[MASK]"),
+    "mpnet": Kind("mpnet_tokenization", "<mask>"),
+    "roberta": Kind("roberta_tokenization", "<mask>", (("add_prefix_space", bool, False),), "roberta"),
+    "xlm_roberta": Kind("xlm_roberta_tokenization", "<mask>", (), "XLMRoberta"),
+    "deberta_v2": Kind("deberta_v2", "[MASK]"),
+}
+# Elasticsearch's map-based update parser lists only bert, mpnet and roberta; its REST parser takes every
+# registered kind, so every kind served here can be updated (the error lists them all, sorted).
+_UPDATE_KINDS = tuple(sorted(KINDS))
 
 
 @dataclass
@@ -43,12 +63,15 @@ class Window:
     the token came from). `word_spans` gives, per token, the span of the whole
     word it belongs to: Elasticsearch's token-to-word map, which keeps words whole
     when windowing and lets NER report whole words even when a window ends mid-word.
+    `second_start` is where a pair row's second text begins (question answering
+    reads its answer from there); 0 for a single text.
     """
 
     ids: list[int]
     offsets: list[tuple[int, int]]
     is_truncated: bool = False
     word_spans: list[tuple[int, int]] = field(default_factory=list)
+    second_start: int = 0
 
 
 class NlpTokenizer(Protocol):
@@ -56,15 +79,20 @@ class NlpTokenizer(Protocol):
     num_inputs: int
     pad_token_id: int
     mask_token: str
+    mask_token_id: int | None
     max_sequence_length: int
 
     def tokenize(self, text: str, truncate: str, span: int) -> list[Window]: ...
 
     def tokenize_pair(self, first: str, second: str, truncate: str) -> Window: ...
 
+    def tokenize_pair_windows(self, first: str, second: str, truncate: str, span: int) -> list[Window]: ...
+
     def model_inputs(self, rows: list[Window]) -> tuple[np.ndarray, ...]: ...
 
     def token(self, token_id: int) -> str: ...
+
+    def decode(self, token: str) -> str: ...
 
 
 @dataclass
@@ -84,6 +112,18 @@ class Pieces:
     def same_word(self, i: int) -> bool:
         """Whether piece `i` continues the word of piece `i - 1`."""
         return self.word_spans[i] == self.word_spans[i - 1]
+
+    @classmethod
+    def special(cls, ids: list[int]) -> Pieces:
+        return cls(ids, [SPECIAL] * len(ids), [SPECIAL] * len(ids))
+
+    @classmethod
+    def join(cls, *parts: Pieces) -> Pieces:
+        return cls(
+            [i for part in parts for i in part.ids],
+            [o for part in parts for o in part.offsets],
+            [w for part in parts for w in part.word_spans],
+        )
 
 
 def too_large(length: int, limit: int) -> EsError:
@@ -123,6 +163,57 @@ def _windows(pieces: Pieces, room: int, span: int) -> list[tuple[int, int]]:
         # Elasticsearch only checks span <= max_sequence_length; a span that does
         # not leave the window makes no progress there, so always move on.
         start = max(end - span, previous + 1)
+        if start < len(pieces):
+            while start > previous + 1 and pieces.same_word(start):
+                start -= 1
+    return bounds
+
+
+def split_pair(
+    first: Pieces, second: Pieces, limit: int, extra: int, truncate: str, span: int
+) -> list[tuple[Pieces, Pieces, bool]]:
+    """Elasticsearch's pair rule with windows: a pair that does not fit is truncated,
+    or, with a span, the second text is cut into overlapping windows that each
+    repeat the whole first text (how question answering reads long contexts).
+    """
+    if len(first) + len(second) + extra <= limit:
+        return [(first, second, False)]
+    if span < 0:
+        keep_a, keep_b, truncated = pair_lengths(len(first), len(second), limit, extra, truncate)
+        return [(first.cut(0, keep_a), second.cut(0, keep_b), truncated)]
+    room = limit - extra - len(first)
+    if room <= 0:
+        raise illegal_argument(
+            f"Unable to do sequence pair tokenization: the first sequence [{len(first) + extra} tokens] "
+            f"is longer than the max sequence length [{limit} tokens]"
+        )
+    if span > room:
+        raise illegal_argument(
+            "Unable to do sequence pair tokenization: the combined first sequence, span length and delimiting tokens "
+            f"[{len(first)} + {span} + {extra} = {len(first) + span + extra} tokens] is longer than the max sequence "
+            f"length [{limit} tokens]. Reduce the size of the [span] window."
+        )
+    return [(first, second.cut(start, end), False) for start, end in _pair_windows(second, room, span)]
+
+
+def _pair_windows(pieces: Pieces, room: int, span: int) -> list[tuple[int, int]]:
+    """Window bounds over a pair's second text; unlike a single text's, a span that
+    makes no progress is refused, as Elasticsearch refuses it."""
+    bounds: list[tuple[int, int]] = []
+    start = end = 0
+    while end < len(pieces):
+        end = min(start + room, len(pieces))
+        if end != len(pieces):
+            while end > start + 1 and pieces.same_word(end):
+                end -= 1
+        bounds.append((start, end))
+        previous, start = start, end - span
+        if start <= previous:
+            raise EsError(
+                500,
+                "illegal_state_exception",
+                "Tokenization cannot be satisfied with the current span setting. Consider decreasing the span setting",
+            )
         if start < len(pieces):
             while start > previous + 1 and pieces.same_word(start):
                 start -= 1
@@ -184,26 +275,36 @@ def kind_and_settings(tokenization: dict[str, Any]) -> tuple[str, dict[str, Any]
     return kind, settings
 
 
+def mask_token(tokenization: dict[str, Any]) -> str:
+    """The mask token of a stored `tokenization`'s kind."""
+    return KINDS[kind_and_settings(tokenization)[0]].mask_token
+
+
 def validate_tokenization(owner: str, tokenization: Any) -> dict[str, Any]:
     """The stored form of a PUT `tokenization`: one kind, every setting written."""
     if tokenization is None:
         return {"bert": dict(DEFAULTS)}
     if not isinstance(tokenization, dict) or len(tokenization) != 1:
         raise parse_failure(owner, "tokenization")
-    kind, given = kind_and_settings(tokenization)
-    if kind != "bert":
-        raise illegal_argument(f"unknown tokenization type [{kind}]")
+    name, given = kind_and_settings(tokenization)
+    if name not in KINDS:
+        raise illegal_argument(f"unknown tokenization type [{name}]")
     if not isinstance(given, dict):
         raise parse_failure(owner, "tokenization")
-    for name in given:
-        if name not in _TYPES:
-            raise unknown_field("bert_tokenization", name)
-    settings = {name: typed("bert_tokenization", given, name, kind_) for name, kind_ in _TYPES.items()}
+    kind = KINDS[name]
+    types = {**_TYPES, **{field_name: type_ for field_name, type_, _ in kind.extra}}
+    for field_name in given:
+        if field_name not in types:
+            raise unknown_field(kind.parser, field_name)
+    settings = {field_name: typed(kind.parser, given, field_name, type_) for field_name, type_ in types.items()}
     if settings["truncate"] is not None:
         settings["truncate"] = parse_truncate(settings["truncate"])
-    settings = {name: DEFAULTS[name] if value is None else value for name, value in settings.items()}
+    defaults = {**DEFAULTS, **{field_name: default for field_name, _, default in kind.extra}}
+    settings = {field_name: defaults[field_name] if value is None else value for field_name, value in settings.items()}
     _check_settings(settings)
-    return {kind: settings}
+    if kind.lower_case_refused_by and settings["do_lower_case"]:
+        raise illegal_argument(f"unable to set [do_lower_case] to [true] for {kind.lower_case_refused_by} tokenizer")
+    return {name: settings}
 
 
 def _check_settings(settings: dict[str, Any]) -> None:

@@ -293,9 +293,9 @@ def test_invalid_settings(settings, type_, reason):
     assert (error.value.status, error.value.type, error.value.reason) == (400, type_, reason)
 
 
-def test_only_bert_is_served():
-    with pytest.raises(EsError, match=r"^unknown tokenization type \[roberta\]$"):
-        validate_tokenization("ner", {"roberta": {}})
+def test_unknown_kinds_are_refused():
+    with pytest.raises(EsError, match=r"^unknown tokenization type \[bert_ja\]$"):
+        validate_tokenization("ner", {"bert_ja": {}})
 
 
 def test_importing_the_package_does_not_load_tokenizers():

@@ -1,0 +1,182 @@
+"""Three real nodes sharing one SQLite store: allocation everywhere, forwarding, failure and return, graceful stop.
+
+Node 1 runs with a graph-node limit too small for any model, so every model is refused there: its routing entry is
+`failed` and every infer sent to it is forwarded to the others.
+"""
+
+import signal
+import threading
+import time
+import zipfile
+
+import pytest
+from elasticsearch import ApiError
+
+from benchmarks.texts import LONG
+from tests.support.deploy import infer, start, uploaded
+from tests.support.node import NodeProcess
+
+HEARTBEAT_TIMEOUT_S = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    shared = ["--store", f"sqlite:{root / 'shared.db'}", "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s"]
+    nodes = [
+        NodeProcess(root / "n1", *shared, "--max-graph-nodes", "10", name="n1").start(),
+        NodeProcess(root / "n2", *shared, name="n2").start(),
+        NodeProcess(root / "n3", *shared, name="n3").start(),
+    ]
+    yield nodes
+    for node in nodes:
+        if node.process.poll() is None:
+            node.stop()
+
+
+def client(node):
+    return node.client(retry_on_status=(), max_retries=0)
+
+
+def node_id(node):
+    return client(node).perform_request("GET", "/_sidecar/status").body["node_id"]
+
+
+def routing(node, model_id):
+    stats = client(node).ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]
+    return {next(iter(entry["node"])): entry for entry in stats["deployment_stats"]["nodes"]}
+
+
+def wait_until(condition, timeout=60, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture(scope="module")
+def deployed(cluster, traced_minilm):
+    n1, n2, n3 = cluster
+    model_id = uploaded(n2.url, traced_minilm, "cluster-minilm")
+    body = start(client(n1), model_id, wait_for="fully_allocated", model_threads=1, queue_capacity=40, timeout="90s")
+    return model_id, body
+
+
+def test_every_node_shares_the_cluster_uuid(cluster):
+    uuids = {client(node).info()["cluster_uuid"] for node in cluster}
+    assert len(uuids) == 1
+
+
+def test_start_allocates_on_every_live_node(cluster, deployed):
+    model_id, body = deployed
+    table = body["allocation"]["routing_table"]
+    ids = [node_id(node) for node in cluster]
+    assert sorted(table) == sorted(ids)
+    assert table[ids[0]]["routing_state"] == "failed"
+    assert "forbidden" in table[ids[0]]["reason"] or "more than [10] nodes" in table[ids[0]]["reason"]
+    assert [table[i]["routing_state"] for i in ids[1:]] == ["started", "started"]
+    assert body["allocation"]["allocation_state"] == "started"
+
+
+def test_stats_list_every_node_from_any_node(cluster, deployed):
+    model_id, _ = deployed
+    for node in cluster:
+        stats = client(node).ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]["deployment_stats"]
+        assert stats["allocation_status"] == {"allocation_count": 2, "target_allocation_count": 3, "state": "started"}
+        assert len(stats["nodes"]) == 3
+
+
+def test_infer_on_a_node_without_the_model_is_forwarded(cluster, deployed):
+    model_id, _ = deployed
+    n1, n2, n3 = cluster
+    direct = infer(client(n2), model_id, ["forward me please"])
+    forwarded = infer(client(n1), model_id, ["forward me please"])
+    assert forwarded[0]["predicted_value"] == pytest.approx(direct[0]["predicted_value"], abs=1e-6)
+
+
+def test_a_full_queue_forwards_before_answering_429(cluster, deployed):
+    model_id, _ = deployed
+    n1, n2, n3 = cluster
+    before = routing(n3, model_id)[node_id(n3)]["inference_count"]
+    # n2 has one worker: 32 documents run, the rest wait; 8 + 32 waiting documents fill its queue of 40
+    blockers = [threading.Thread(target=infer, args=(client(n2), model_id, [LONG[0]] * size)) for size in (40, 32)]
+    for blocker in blockers:
+        blocker.start()
+        time.sleep(0.3)
+    assert len(infer(client(n2), model_id, ["overflow"] * 10)) == 10
+    for blocker in blockers:
+        blocker.join()
+    wait_until(lambda: routing(n3, model_id)[node_id(n3)]["inference_count"] >= before + 10)
+
+
+def test_kill_one_node_under_load_then_restart_it(cluster, deployed):
+    model_id, _ = deployed
+    n1, n2, n3 = cluster
+    killed_id = node_id(n3)
+    outcomes: list[object] = []
+    stop = threading.Event()
+
+    def load(entry):
+        es = client(entry)
+        while not stop.is_set():
+            try:
+                outcomes.append(len(infer(es, model_id, ["steady load"])))
+            except ApiError as error:
+                outcomes.append(error.meta.status)
+
+    workers = [threading.Thread(target=load, args=(node,)) for node in (n1, n1, n2)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.0)
+    n3.kill()
+    wait_until(lambda: killed_id not in routing(n2, model_id), timeout=HEARTBEAT_TIMEOUT_S + 5)
+    time.sleep(1.0)
+    stop.set()
+    for worker in workers:
+        worker.join()
+    failures = [o for o in outcomes if o != 1]
+    assert len(outcomes) > 20
+    assert failures == [], f"{len(failures)} of {len(outcomes)} requests failed: {failures[:5]}"
+
+    n3.start()
+    wait_until(lambda: routing(n2, model_id).get(killed_id, {}).get("routing_state", {}).get("routing_state") == "started", timeout=90)
+    assert infer(client(n3), model_id, ["back again"])
+
+
+def test_graceful_stop_leaves_the_routing_table(cluster, deployed):
+    model_id, _ = deployed
+    n1, n2, n3 = cluster
+    leaving = node_id(n3)
+    assert n3.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+    assert leaving not in routing(n2, model_id)
+    assert infer(client(n1), model_id, ["still served"])
+    n3.start()
+
+
+def test_stop_on_any_node_stops_it_everywhere(cluster, deployed):
+    model_id, _ = deployed
+    n1, n2, n3 = cluster
+    assert client(n1).perform_request("POST", f"/_ml/trained_models/{model_id}/deployment/_stop").body == {"stopped": True}
+    for node in cluster:
+        wait_until(lambda: model_id not in client(node).perform_request("GET", "/_sidecar/status").body["deployments"])
+    assert "deployment_stats" not in client(n2).ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]
+
+
+def test_every_node_failing_is_elasticsearchs_500_and_nothing_stays(cluster, tmp_path, traced_minilm):
+    n1, n2, n3 = cluster
+    broken = tmp_path / "broken.pt"
+    with zipfile.ZipFile(broken, "w") as archive:  # passes the pre-load scan, then fails to load
+        archive.writestr("broken/code/__torch__.py", "this is not TorchScript")
+        archive.writestr("broken/data.pkl", b"not a pickle")
+    from sidecar.importer.trace import TracedModel
+
+    model_id = uploaded(n2.url, TracedModel("broken-everywhere", broken, traced_minilm.config, traced_minilm.vocabulary))
+    with pytest.raises(ApiError) as caught:
+        start(client(n2), model_id, timeout="90s")
+    assert caught.value.meta.status == 500
+    reason = caught.value.body["error"]["reason"]
+    assert reason.startswith("Could not start trained model deployment, the following nodes failed with errors [{")
+    assert all(node_id(node) in reason for node in cluster)
+    assert "deployment_stats" not in client(n1).ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]
