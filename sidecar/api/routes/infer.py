@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
@@ -47,7 +48,17 @@ async def _run(ctx: Context, request: EsRequest, legacy: bool) -> list[bytes]:
         raise status_exception(400, "requires body")
     body = request.object(required=True)
     timeout = parse_time(query_timeout or str(body.get("timeout", "10s")), "timeout")
-    forwarded = FORWARDED_HEADER in request.http.headers
+    return await run_inference(ctx, request.http, model_id, body, timeout, legacy)
+
+
+async def run_inference(
+    ctx: Context, http: Request, model_id: str, body: dict[str, Any], timeout: TimeValue, legacy: bool = False
+) -> list[bytes]:
+    """Run an `_infer` body here, or on another node when this one does not serve the model or is full.
+
+    Returns one serialized Elasticsearch result object per document. Every route that infers comes through here.
+    """
+    forwarded = FORWARDED_HEADER in http.headers
     deployment = ctx.deployments.local.get(model_id)
     if deployment is None:
         if forwarded:
@@ -61,7 +72,7 @@ async def _run(ctx: Context, request: EsRequest, legacy: bool) -> list[bytes]:
         if forwarded:
             raise
         return await _forward(ctx, model_id, body, timeout, legacy, need_room=True)
-    return await _await_result(request, deployment, future, timeout)
+    return await _await_result(http, deployment, future, timeout)
 
 
 async def _forward(ctx: Context, model_id: str, body: dict[str, Any], timeout: TimeValue, legacy: bool, need_room: bool) -> list[bytes]:
@@ -143,10 +154,10 @@ def _estimated_tokens(texts: list[str], options: dict[str, Any]) -> list[int]:
 
 
 async def _await_result(
-    request: EsRequest, deployment: LocalDeployment, future: asyncio.Future[list[Any]], timeout: TimeValue
+    http: Request, deployment: LocalDeployment, future: asyncio.Future[list[Any]], timeout: TimeValue
 ) -> list[bytes]:
     """Wait for the workers, the timeout, or the client leaving, whichever comes first."""
-    disconnect = asyncio.ensure_future(request.http.receive())
+    disconnect = asyncio.ensure_future(http.receive())
     try:
         done, _ = await asyncio.wait({future, disconnect}, timeout=timeout.seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
