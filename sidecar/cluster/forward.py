@@ -18,6 +18,7 @@ from sidecar.errors import EsError
 
 log = logging.getLogger(__name__)
 FORWARDED_HEADER = "x-sidecar-forwarded"
+INPUT_TYPE_HEADER = "x-sidecar-input-type"  # ingest | search: which prefix string the serving node applies
 _RETRYABLE_STATUSES = (429, 502, 503)
 
 
@@ -50,14 +51,21 @@ class Forwarder:
             out.append((pending, node))
         return [node for _, node in sorted(out, key=lambda pair: pair[0])]
 
-    async def infer(self, candidates: list[dict[str, Any]], model_id: str, body: dict[str, Any], timeout: TimeValue) -> list[bytes]:
+    async def infer(
+        self,
+        candidates: list[dict[str, Any]],
+        model_id: str,
+        body: dict[str, Any],
+        timeout: TimeValue,
+        input_type: str | None = None,
+    ) -> list[bytes]:
         """POST the 8.3+ `_infer` to each candidate in turn; per-document results come back serialized."""
         if not candidates:
             raise NoRoute()
         last: EsError | None = None
         for node in candidates:
             try:
-                return await self._post(node, model_id, body, timeout)
+                return await self._post(node, model_id, body, timeout, input_type)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.warning("forwarding [%s] to node [%s] failed: %s; trying the next node", model_id, node["name"], exc)
             except EsError as error:
@@ -68,17 +76,22 @@ class Forwarder:
             raise last
         raise NoRoute()
 
-    async def _post(self, node: dict[str, Any], model_id: str, body: dict[str, Any], timeout: TimeValue) -> list[bytes]:
+    async def _post(
+        self, node: dict[str, Any], model_id: str, body: dict[str, Any], timeout: TimeValue, input_type: str | None
+    ) -> list[bytes]:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         url = f"{node['url']}/_ml/trained_models/{model_id}/_infer"
+        headers = {"content-type": "application/json", FORWARDED_HEADER: self._node_id}
+        if input_type:
+            headers[INPUT_TYPE_HEADER] = input_type
         self._open[node["id"]] += 1
         try:
             async with self._session.post(
                 url,
                 params={"timeout": timeout.text},
                 data=orjson.dumps(body),
-                headers={"content-type": "application/json", FORWARDED_HEADER: self._node_id},
+                headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout.seconds + 5),
             ) as response:
                 payload = orjson.loads(await response.read())

@@ -13,7 +13,7 @@ from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import model_or_404
 from sidecar.api.timevalue import TimeValue, parse_time
 from sidecar.api.wire import EsRequest, raw_json, render
-from sidecar.cluster.forward import FORWARDED_HEADER, NoRoute
+from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.errors import EsError, status_exception, validation_failed
 from sidecar.models.tasks import apply_update
@@ -52,30 +52,49 @@ async def _run(ctx: Context, request: EsRequest, legacy: bool) -> list[bytes]:
 
 
 async def run_inference(
-    ctx: Context, http: Request, model_id: str, body: dict[str, Any], timeout: TimeValue, legacy: bool = False
+    ctx: Context,
+    http: Request,
+    model_id: str,
+    body: dict[str, Any],
+    timeout: TimeValue,
+    legacy: bool = False,
+    input_type: str | None = None,
 ) -> list[bytes]:
     """Run an `_infer` body here, or on another node when this one does not serve the model or is full.
 
     Returns one serialized Elasticsearch result object per document. Every route that infers comes through here.
+    `input_type` (`ingest` | `search`) selects the model's prefix string; the REST `_infer` API applies none
+    (Elasticsearch's PrefixType.NONE), ingest and search callers apply theirs.
     """
     forwarded = FORWARDED_HEADER in http.headers
+    if forwarded:
+        input_type = http.headers.get(INPUT_TYPE_HEADER)
     deployment = ctx.deployments.local.get(model_id)
     if deployment is None:
         if forwarded:
             await _not_served(ctx, model_id, legacy)
-        return await _forward(ctx, model_id, body, timeout, legacy, need_room=False)
+        return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=False)
     texts = _texts(body, deployment.config, legacy, ctx.settings.max_docs_per_request, ctx.settings.max_text_chars)
+    prefix = (deployment.config.get("prefix_strings") or {}).get(input_type or "", "")
     options = _options(model_id, deployment.config, body.get("inference_config"))
     try:
-        future = deployment.pool.submit(texts, options, timeout, _estimated_tokens(texts, options))
+        future = deployment.pool.submit([prefix + t for t in texts], options, timeout, _estimated_tokens(texts, options))
     except QueueFull:
         if forwarded:
             raise
-        return await _forward(ctx, model_id, body, timeout, legacy, need_room=True)
+        return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=True)
     return await _await_result(http, deployment, future, timeout)
 
 
-async def _forward(ctx: Context, model_id: str, body: dict[str, Any], timeout: TimeValue, legacy: bool, need_room: bool) -> list[bytes]:
+async def _forward(
+    ctx: Context,
+    model_id: str,
+    body: dict[str, Any],
+    timeout: TimeValue,
+    legacy: bool,
+    input_type: str | None,
+    need_room: bool,
+) -> list[bytes]:
     """Another node serves it (or has room): forward; with nobody to forward to, answer as Elasticsearch would."""
     view = ctx.deployments
     candidates = ctx.forwarder.candidates(view.live, view.serving.get(model_id, []), model_id, need_room)
@@ -83,7 +102,7 @@ async def _forward(ctx: Context, model_id: str, body: dict[str, Any], timeout: T
         await view.refresh_view()
         candidates = ctx.forwarder.candidates(view.live, view.serving.get(model_id, []), model_id, need_room)
     try:
-        return await ctx.forwarder.infer(candidates, model_id, body, timeout)
+        return await ctx.forwarder.infer(candidates, model_id, body, timeout, input_type)
     except NoRoute:
         if need_room:
             raise QueueFull() from None
