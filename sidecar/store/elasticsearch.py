@@ -1,0 +1,318 @@
+"""The distributed store: hidden indices of the cluster the nodes sit next to, shared by nodes on many hosts.
+
+Used the way Kibana uses Elasticsearch: one hidden index per kind of record (`<prefix>-models`, ...) with a strict
+mapping; creates use `op_type=create`, so a duplicate loses with a 409; updates are read-modify-write guarded by
+`if_seq_no`/`if_primary_term`, retried when another writer got there first. Reads by id are realtime GETs, which see
+every acknowledged write; a search sees only refreshed segments, so each search refreshes its index first.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from functools import cached_property, wraps
+from typing import Any, ParamSpec, TypeVar
+
+from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError
+
+from sidecar.errors import EsError, illegal_argument, status_exception
+from sidecar.ids import new_id
+from sidecar.store.base import AlreadyExists, PartInfo, Store
+
+Doc = dict[str, Any]
+_KEYWORD = {"type": "keyword"}
+_OPAQUE = {"type": "object", "enabled": False}  # kept in _source, never indexed: any shape, no mapping growth
+
+
+def _strict(**fields: Doc) -> Doc:
+    return {"dynamic": "strict", "properties": fields}
+
+
+_MAPPINGS = {
+    "models": _strict(model_id=_KEYWORD, config=_OPAQUE),
+    "definitions": _strict(
+        model_id=_KEYWORD,
+        part={"type": "integer"},
+        total_parts={"type": "integer"},
+        total_definition_length={"type": "long"},
+        length={"type": "long"},
+        definition={"type": "binary"},
+    ),
+    "vocabularies": _strict(model_id=_KEYWORD, vocabulary=_OPAQUE),
+    # A deployment's routing entries live in its own document: a route can never outlive its deployment.
+    "deployments": _strict(model_id=_KEYWORD, deployment=_OPAQUE, routes=_OPAQUE),
+    "nodes": _strict(node_id=_KEYWORD, node=_OPAQUE, last_seen={"type": "double"}),
+    "meta": _strict(cluster_uuid=_KEYWORD),
+}
+_SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
+_PART_FIELDS = ["part", "total_parts", "total_definition_length", "length"]
+_ALL: Doc = {"match_all": {}}
+_MAX_HITS = 10_000  # index.max_result_window's default: the most one search may answer
+_CONFLICT_RETRIES = 30
+_BACKOFF_S = 0.005
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9._-]*")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _as_es_errors(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Let the cluster's own refusals (a missing privilege, a full queue, ...) reach callers as it sent them."""
+
+    @wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except ApiError as exc:
+            error = exc.body.get("error") if isinstance(exc.body, dict) else None
+            if not isinstance(error, dict):
+                raise EsError(exc.meta.status, "exception", str(exc)) from exc
+            raise _es_error(exc.meta.status, error) from exc
+
+    return call
+
+
+def _es_error(status: int, error: Doc) -> EsError:
+    cause = _es_error(status, error["caused_by"]) if error.get("caused_by") else None
+    return EsError(status, error.get("type", ""), error.get("reason") or "", cause)
+
+
+def _part_id(model_id: str, part: int) -> str:
+    return f"{model_id}_{part}"
+
+
+def _without_route(node_id: str) -> Callable[[Doc], Doc | None]:
+    def change(doc: Doc) -> Doc | None:
+        if node_id not in doc["routes"]:
+            return None
+        return {**doc, "routes": {n: r for n, r in doc["routes"].items() if n != node_id}}
+
+    return change
+
+
+class ElasticsearchStore(Store):
+    """State in the cluster's indices; the caller's client carries the URL, the credentials and the CA certificates."""
+
+    def __init__(self, client: Elasticsearch, prefix: str = "sidecar") -> None:
+        if not _PREFIX.fullmatch(prefix):
+            rule = "lowercase letters, digits, '.', '_' or '-', starting with a letter or a digit"
+            raise illegal_argument(f"index prefix [{prefix}] must be {rule}")
+        self._es = client
+        self._prefix = prefix
+        self._ready: set[str] = set()
+
+    @property
+    def indices(self) -> tuple[str, ...]:
+        """Every index this store uses: what an operator grants privileges on, snapshots, or deletes."""
+        return tuple(self._name(kind) for kind in _MAPPINGS)
+
+    @cached_property
+    def cluster_uuid(self) -> str:
+        """Written once with op_type=create, so nodes starting at the same moment all keep the first one written."""
+        try:
+            self._create("meta", "cluster_uuid", {"cluster_uuid": new_id()})
+        except AlreadyExists:
+            pass
+        return self._source("meta", "cluster_uuid")["cluster_uuid"]  # type: ignore[index]
+
+    # models -------------------------------------------------------------------------------------
+    def create_model(self, config: Doc) -> None:
+        """Also sweeps what a crashed `delete_model` of this id left, so the new model's uploads start clean."""
+        model_id = config["model_id"]
+        self._create("models", model_id, {"model_id": model_id, "config": config})
+        self._delete_model_data(model_id)
+
+    def get_model(self, model_id: str) -> Doc | None:
+        doc = self._source("models", model_id)
+        return doc["config"] if doc else None
+
+    def list_models(self) -> list[Doc]:
+        """A refreshed search: a model PUT a moment ago, on any node, is listed."""
+        return [doc["config"] for doc in self._search("models", _ALL, "model_id")]
+
+    def delete_model(self, model_id: str) -> bool:
+        """The config goes first, so the model leaves the API in one step; its parts and vocabulary follow.
+
+        A crash in between leaves chunks no config points at: nothing reads them, and `create_model` of the
+        same id sweeps them.
+        """
+        if not self._delete("models", model_id):
+            return False
+        self._delete_model_data(model_id)
+        return True
+
+    def _delete_model_data(self, model_id: str) -> None:
+        self._delete("vocabularies", model_id)
+        self._delete_by_query("definitions", {"term": {"model_id": model_id}})
+
+    def put_definition_part(self, model_id: str, info: PartInfo, data: bytes) -> None:
+        doc = {
+            "model_id": model_id,
+            "part": info.part,
+            "total_parts": info.total_parts,
+            "total_definition_length": info.total_definition_length,
+            "length": len(data),
+            "definition": base64.b64encode(data).decode(),
+        }
+        self._create("definitions", _part_id(model_id, info.part), doc)
+
+    def definition_parts(self, model_id: str) -> list[PartInfo]:
+        """A refreshed search: `_start` checks a definition is whole right after its last part was uploaded."""
+        docs = self._search("definitions", {"term": {"model_id": model_id}}, "part", _PART_FIELDS)
+        return [PartInfo(**doc) for doc in docs]
+
+    def iter_definition(self, model_id: str) -> Iterator[bytes]:
+        for info in self.definition_parts(model_id):
+            doc = self._source("definitions", _part_id(model_id, info.part))
+            if doc is not None:
+                yield base64.b64decode(doc["definition"])
+
+    def put_vocabulary(self, model_id: str, vocabulary: Doc) -> None:
+        self._create("vocabularies", model_id, {"model_id": model_id, "vocabulary": vocabulary})
+
+    def get_vocabulary(self, model_id: str) -> Doc | None:
+        doc = self._source("vocabularies", model_id)
+        return doc["vocabulary"] if doc else None
+
+    # deployments --------------------------------------------------------------------------------
+    def create_deployment(self, deployment: Doc) -> None:
+        model_id = deployment["model_id"]
+        self._create("deployments", model_id, {"model_id": model_id, "deployment": deployment, "routes": {}})
+
+    def get_deployment(self, model_id: str) -> Doc | None:
+        doc = self._source("deployments", model_id)
+        return doc["deployment"] if doc else None
+
+    def list_deployments(self) -> list[Doc]:
+        """A refreshed search: every node's reconcile must see a `_start` written a moment ago on any node."""
+        return [doc["deployment"] for doc in self._search("deployments", _ALL, "model_id")]
+
+    def update_deployment(self, model_id: str, changes: Doc) -> None:
+        self._modify("deployments", model_id, lambda doc: {**doc, "deployment": {**doc["deployment"], **changes}})
+
+    def delete_deployment(self, model_id: str) -> None:
+        """Its routing entries go with it: they are part of the document."""
+        self._delete("deployments", model_id)
+
+    def put_route(self, model_id: str, node_id: str, state: str, reason: str = "", error_status: int = 0) -> None:
+        """A deployment deleted meanwhile fails the write's seq_no check; the retry finds nothing to update."""
+        route = {"routing_state": state, "reason": reason, "error_status": error_status}
+        self._modify("deployments", model_id, lambda doc: {**doc, "routes": {**doc["routes"], node_id: route}})
+
+    def routes(self, model_id: str) -> dict[str, Doc]:
+        doc = self._source("deployments", model_id)
+        return dict(sorted(doc["routes"].items())) if doc else {}
+
+    def delete_route(self, model_id: str, node_id: str) -> None:
+        self._modify("deployments", model_id, _without_route(node_id))
+
+    # nodes --------------------------------------------------------------------------------------
+    def heartbeat(self, node: Doc) -> None:
+        """A plain overwrite: only this node writes its document. `last_seen` is this node's clock."""
+        self._write("nodes", node["id"], {"node_id": node["id"], "node": node, "last_seen": time.time()})
+
+    def nodes(self) -> list[Doc]:
+        """A refreshed search: a node counts from its first heartbeat on."""
+        return [{**doc["node"], "last_seen": doc["last_seen"]} for doc in self._search("nodes", _ALL, "node_id")]
+
+    def remove_node(self, node_id: str) -> None:
+        """Its entries are stripped from every deployment a refreshed search finds, each under the OCC check."""
+        self._delete("nodes", node_id)
+        for doc in self._search("deployments", _ALL, "model_id", ["model_id"]):
+            self._modify("deployments", doc["model_id"], _without_route(node_id))
+
+    # documents ----------------------------------------------------------------------------------
+    def _name(self, kind: str) -> str:
+        return f"{self._prefix}-{kind}"
+
+    @_as_es_errors
+    def _index(self, kind: str) -> str:
+        """The index for `kind`, created with its mapping the first time this store touches it."""
+        name = self._name(kind)
+        if kind not in self._ready:
+            if not self._es.indices.exists(index=name):
+                self._create_index(name, _MAPPINGS[kind])
+            self._ready.add(kind)
+        return name
+
+    def _create_index(self, name: str, mappings: Doc) -> None:
+        """Another node creating the same index at the same moment is as good."""
+        try:
+            self._es.indices.create(index=name, settings=_SETTINGS, mappings=mappings)
+        except BadRequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
+
+    @_as_es_errors
+    def _get(self, kind: str, doc_id: str) -> Doc | None:
+        """A realtime GET (the default): it sees every acknowledged write, refreshed or not."""
+        try:
+            return self._es.get(index=self._index(kind), id=doc_id).body
+        except NotFoundError:
+            return None
+
+    def _source(self, kind: str, doc_id: str) -> Doc | None:
+        found = self._get(kind, doc_id)
+        return found["_source"] if found else None
+
+    @_as_es_errors
+    def _create(self, kind: str, doc_id: str, doc: Doc) -> None:
+        """`_create` is op_type=create: the cluster refuses an existing id with a 409, whoever raced us."""
+        try:
+            self._es.create(index=self._index(kind), id=doc_id, document=doc)
+        except ConflictError:
+            raise AlreadyExists(doc_id) from None
+
+    @_as_es_errors
+    def _write(self, kind: str, doc_id: str, doc: Doc, expected: Doc | None = None) -> bool:
+        """Index `doc`; given `expected` (a GET's answer), only if that is still the current version."""
+        occ = {"if_seq_no": expected["_seq_no"], "if_primary_term": expected["_primary_term"]} if expected else {}
+        try:
+            self._es.index(index=self._index(kind), id=doc_id, document=doc, **occ)
+        except ConflictError:
+            return False
+        return True
+
+    def _modify(self, kind: str, doc_id: str, change: Callable[[Doc], Doc | None]) -> None:
+        """Read-modify-write: `change` maps the current source to the new one (None: nothing to write).
+
+        A write that lost to another re-reads and re-applies `change`, so no concurrent change is lost.
+        """
+        for attempt in range(_CONFLICT_RETRIES):
+            found = self._get(kind, doc_id)
+            doc = change(found["_source"]) if found else None
+            if doc is None or self._write(kind, doc_id, doc, found):
+                return
+            time.sleep(random.uniform(0, _BACKOFF_S * attempt))  # writers that keep colliding fall out of step
+        reason = f"[{doc_id}] in [{self._name(kind)}] kept changing; gave up after {_CONFLICT_RETRIES} attempts"
+        raise status_exception(409, reason)
+
+    @_as_es_errors
+    def _delete(self, kind: str, doc_id: str) -> bool:
+        try:
+            self._es.delete(index=self._index(kind), id=doc_id)
+        except NotFoundError:
+            return False
+        return True
+
+    @_as_es_errors
+    def _search(self, kind: str, query: Doc, sort: str, fields: list[str] | None = None) -> list[Doc]:
+        """Refresh first: a search sees only refreshed documents, and callers list what they (or a peer) just wrote."""
+        index = self._index(kind)
+        self._es.indices.refresh(index=index)
+        source = {"includes": fields} if fields else True
+        found = self._es.search(index=index, query=query, sort=[{sort: "asc"}], size=_MAX_HITS, source=source)
+        return [hit["_source"] for hit in found["hits"]["hits"]]
+
+    @_as_es_errors
+    def _delete_by_query(self, kind: str, query: Doc) -> None:
+        """Refresh first: delete-by-query finds its documents with a search, which sees only refreshed ones.
+
+        `conflicts=proceed`: a chunk rewritten meanwhile is skipped rather than failing the whole sweep.
+        """
+        index = self._index(kind)
+        self._es.indices.refresh(index=index)
+        self._es.delete_by_query(index=index, query=query, conflicts="proceed")
