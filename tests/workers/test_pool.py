@@ -79,3 +79,21 @@ def test_a_killed_worker_loses_nothing(es, minilm):
     assert np.allclose(got, expected, atol=1e-5)
     assert status(es, minilm)["workers"][0]["pid"] != worker["pid"]
     assert "error_count" not in node_stats(es, minilm)
+
+
+def test_a_caller_that_went_away_costs_no_forward_pass(es, node, minilm):
+    from elasticsearch import ConnectionTimeout
+
+    blocker = threading.Thread(target=infer, args=(es, minilm, LONG * 8))  # 24 documents keep the worker busy
+    blocker.start()
+    time.sleep(0.2)
+    before = node_stats(es, minilm)["inference_count"]
+    impatient = node.client(retry_on_status=(), max_retries=0, retry_on_timeout=False)
+    with pytest.raises(ConnectionTimeout):
+        impatient.options(request_timeout=0.2).perform_request(
+            "POST", f"/_ml/trained_models/{minilm}/_infer",
+            body={"docs": [{"text_field": t} for t in LONG * 3]}, headers={"content-type": "application/json"},
+        )  # fmt: skip
+    blocker.join()
+    time.sleep(0.5)
+    assert node_stats(es, minilm)["inference_count"] == before + 24
