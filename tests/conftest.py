@@ -58,3 +58,9 @@ def traced_classifier(tiny_classifier_dir: Path, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def traced_minilm(minilm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TracedModel:
     return _trace(minilm_dir, "text_embedding", tmp_path_factory.mktemp("traced-minilm"))
+
+
+@pytest.fixture(scope="module")
+def es(node):  # `node` comes from the test folder's conftest
+    """The official client, as users call a node."""
+    return node.client()

@@ -3,17 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from elasticsearch import ApiError
 
-from tests.support.deploy import infer
+from tests.support.deploy import error_of, infer
 
 SENTENCES = ["the film was wonderful", "john smith works for acme in london", "a terrible , boring book"]
 
 
-def error_of(call):
-    with pytest.raises(ApiError) as caught:
-        call()
-    return caught.value.meta.status, caught.value.body["error"]["type"], caught.value.body["error"]["reason"]
 
 
 def test_classification_equals_the_hugging_face_model(es, deployed_classifier, tiny_classifier_dir):

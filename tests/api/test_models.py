@@ -3,7 +3,8 @@
 import base64
 
 import pytest
-from elasticsearch import ApiError
+
+from tests.support.deploy import error_of
 
 NER_CONFIG = {
     "description": "tiny ner",
@@ -19,11 +20,6 @@ NER_CONFIG = {
 }
 
 
-def error_of(call):
-    with pytest.raises(ApiError) as caught:
-        call()
-    body = caught.value.body
-    return caught.value.meta.status, body["error"]["type"], body["error"]["reason"]
 
 
 def put_config(es, model_id, config=NER_CONFIG):

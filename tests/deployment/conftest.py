@@ -1,19 +1,9 @@
 import pytest
 
 from tests.support.deploy import uploaded
-from tests.support.node import NodeProcess
+from tests.support.node import module_node
 
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    process = NodeProcess(tmp_path_factory.mktemp("node") / "data").start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture(scope="module")
-def es(node):
-    return node.client()
+node = module_node()
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,7 @@ import pytest
 from elasticsearch import ApiError
 
 from sidecar.deployment.threads import effective_threads
-from tests.support.deploy import infer, start, uploaded
-
-
-def error_of(call):
-    with pytest.raises(ApiError) as caught:
-        call()
-    body = caught.value.body
-    return caught.value.meta.status, body["error"]["type"], body["error"]["reason"]
+from tests.support.deploy import error_of, infer, start, uploaded
 
 
 def stop(es, model_id):

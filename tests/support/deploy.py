@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from elasticsearch import Elasticsearch
+import pytest
+from elasticsearch import ApiError, Elasticsearch
 
 from sidecar.importer.trace import TracedModel
 from sidecar.importer.upload import upload
@@ -33,3 +34,11 @@ def infer(es: Elasticsearch, model_id: str, texts: list[str], **body: Any) -> li
         headers={"content-type": "application/json"},
     )
     return response.body["inference_results"]
+
+
+def error_of(call: Any) -> tuple[int, str, str]:
+    """(status, error type, reason) of the ApiError `call` must raise."""
+    with pytest.raises(ApiError) as caught:
+        call()
+    body = caught.value.body
+    return caught.value.meta.status, body["error"]["type"], body["error"]["reason"]

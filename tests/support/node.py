@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from elasticsearch import Elasticsearch
 
 _START_TIMEOUT_S = 60
@@ -66,3 +67,15 @@ class NodeProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def module_node(*args: str):  # noqa: ANN201 - returns a pytest fixture
+    """A module-scoped fixture running one node with `args`, for a test folder's conftest."""
+
+    @pytest.fixture(scope="module")
+    def node(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN202
+        process = NodeProcess(tmp_path_factory.mktemp("node") / "data", *args).start()
+        yield process
+        process.stop()
+
+    return node

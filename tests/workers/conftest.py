@@ -1,18 +1,14 @@
 import pytest
 
 from tests.support.deploy import start, uploaded
-from tests.support.node import NodeProcess
+from tests.support.node import module_node
 
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    process = NodeProcess(tmp_path_factory.mktemp("node") / "data").start()
-    yield process
-    process.stop()
+node = module_node()
 
 
 @pytest.fixture(scope="module")
 def es(node):
+    """No client retries: these tests must see the 429s themselves."""
     return node.client(retry_on_status=(), max_retries=0)
 
 
