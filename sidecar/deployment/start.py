@@ -11,7 +11,12 @@ from typing import Any
 from sidecar.api.params import Params
 from sidecar.api.timevalue import TimeValue, parse_time
 from sidecar.deployment.manager import Deployments
-from sidecar.errors import EsError, illegal_argument, status_exception, validation_failed
+from sidecar.errors import (
+    EsError,
+    illegal_argument,
+    status_exception,
+    validation_failed,
+)
 
 WAIT_FOR_ORDER = ("starting", "started", "fully_allocated")
 _ACTION = "cluster:admin/xpack/ml/trained_models/deployment/start"

@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterator
 from functools import cached_property, wraps
 from typing import Any, ParamSpec, TypeVar
 
-from elasticsearch import ApiError, BadRequestError, ConflictError, Elasticsearch, NotFoundError
+from elasticsearch import (
+    ApiError,
+    BadRequestError,
+    ConflictError,
+    Elasticsearch,
+    NotFoundError,
+)
 
 from sidecar.errors import EsError, illegal_argument, status_exception
 from sidecar.ids import new_id
