@@ -28,7 +28,9 @@ class RobertaTokenizer(RowTokenizer):
         tokenizer.pre_tokenizer = ByteLevel(add_prefix_space=prefix)
         # Offsets leave out the space a piece carries, as Hugging Face reports them.
         tokenizer.post_processor = processors.ByteLevel(add_prefix_space=prefix, trim_offsets=True)
-        tokenizer.add_special_tokens(special_tokens(ids, "<s>", "<pad>", "</s>", "<unk>", "<mask>"))
+        # Elasticsearch drops the whitespace before `<mask>`, as Hugging Face's lstrip does.
+        tokens = special_tokens(ids, "<s>", "<pad>", "</s>", "<unk>", "<mask>", lstrip=("<mask>",))
+        tokenizer.add_special_tokens(tokens)
         return tokenizer
 
     def decode(self, token: str) -> str:
