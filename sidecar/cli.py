@@ -1,8 +1,9 @@
-"""`sidecar serve` and `sidecar import`."""
+"""`sidecar serve`, `sidecar import` and `sidecar pipelines`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,19 @@ from sidecar.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "pipelines":
+        from sidecar.elastic.pipelines import run_pipelines
+
+        return run_pipelines(args)
+    from sidecar.importer import run_import
+
+    return run_import(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sidecar", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run a node")
@@ -19,12 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     from sidecar.importer import add_arguments
 
     add_arguments(importer)
-    args = parser.parse_args(argv)
-    if args.command == "serve":
-        return _serve(args)
-    from sidecar.importer import run_import
+    pipelines = commands.add_parser("pipelines", help="install the ingest pipelines that reach a deployed model")
+    from sidecar.elastic.pipelines import add_arguments as add_pipeline_arguments
 
-    return run_import(args)
+    add_pipeline_arguments(pipelines)
+    return parser
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +59,15 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--advertise-url", default=None, help="URL other nodes use to reach this one (default: from host and port)")
     parser.add_argument("--heartbeat-timeout", default="10s", help="a node silent for longer is not live (default: 10s)")
     parser.add_argument("--log-level", default="info")
+    # the Elasticsearch cluster next to the node: inference endpoints, pipeline references, callers' credentials
+    cluster = parser.add_argument_group("Elasticsearch cluster")
+    cluster.add_argument("--es-url", default=None, help="the cluster whose ingest pipelines call this node")
+    cluster.add_argument("--es-api-key", default=None, help="the node's own API key (encoded form)")
+    cluster.add_argument("--es-user", default=None)
+    cluster.add_argument("--es-password", default=None)
+    cluster.add_argument("--es-ca-certs", type=Path, default=None, help="CA bundle for an https cluster")
+    cluster.add_argument("--callback-secret", default=None, help="what the cluster sends on callbacks (default: generated, kept in the data dir)")
+    cluster.add_argument("--insecure", action="store_true", help="allow listening beyond loopback without authentication")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -68,6 +90,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_graph_nodes=args.max_graph_nodes,
         advertise_url=args.advertise_url,
         heartbeat_timeout_s=parse_time(args.heartbeat_timeout, "heartbeat-timeout").seconds,
+        es_url=args.es_url,
+        es_api_key=args.es_api_key,
+        es_user=args.es_user,
+        es_password=args.es_password,
+        es_ca_certs=args.es_ca_certs,
+        callback_secret=args.callback_secret,
+        insecure=args.insecure,
     )
 
 
@@ -75,9 +104,15 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sidecar.api.app import create_app
+    from sidecar.elastic.exposure import exposure_problem
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = settings_from(args)
+    # nobody unauthenticated reaches a node listening beyond loopback, unless --insecure says so
+    problem = asyncio.run(exposure_problem(settings))
+    if problem is not None:
+        print(f"sidecar: error: {problem}", file=sys.stderr)
+        return 2
     uvicorn.run(
         create_app(settings),
         host=settings.host,

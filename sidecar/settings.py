@@ -33,6 +33,14 @@ class Settings:
     heartbeat_interval_s: float = 1.0
     heartbeat_timeout_s: float = 10.0
     advertise_url: str | None = None
+    # the Elasticsearch cluster this node sits next to (inference endpoints, pipelines, caller auth)
+    es_url: str | None = None
+    es_api_key: str | None = None
+    es_user: str | None = None
+    es_password: str | None = None
+    es_ca_certs: Path | None = None
+    callback_secret: str | None = None  # what the cluster must send on callbacks; generated when connected
+    insecure: bool = False  # allow binding beyond loopback without any authentication
 
     @property
     def url(self) -> str:

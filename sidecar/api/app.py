@@ -15,11 +15,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.api.endpoint import Context, endpoint
-from sidecar.api.routes import deployment, infer, models, root
+from sidecar.api.routes import callback, deployment, infer, models, root
 from sidecar.api.wire import PRODUCT_HEADER, error_response
 from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import load_node
 from sidecar.deployment.manager import Deployments
+from sidecar.elastic.link import ClusterLink
+from sidecar.elastic.privileges import route_action
+from sidecar.elastic.secret import callback_secret
+from sidecar.elastic.status import with_cluster
 from sidecar.errors import EsError
 from sidecar.settings import Settings
 from sidecar.store.sqlite import SqliteStore
@@ -31,7 +35,7 @@ _MODEL = "/_ml/trained_models/{model_id}"
 def _routes() -> list[Route]:
     table: list[tuple[str, list[str], Any]] = [
         ("/", ["GET", "HEAD"], root.info),
-        ("/_sidecar/status", ["GET"], root.status),
+        ("/_sidecar/status", ["GET"], with_cluster(root.status)),
         ("/_ml/trained_models", ["GET"], models.get_models),
         ("/_ml/trained_models/_stats", ["GET"], deployment.stats),
         (f"{_MODEL}/_stats", ["GET"], deployment.stats),
@@ -44,8 +48,12 @@ def _routes() -> list[Route]:
         (f"{_MODEL}/deployment/_stop", ["POST"], deployment.stop),
         (f"{_MODEL}/deployment/_infer", ["POST"], infer.infer_deployment),
         (f"{_MODEL}/_infer", ["POST"], infer.infer),
+        # what the cluster's inference endpoints call (behind the shared secret, not the caller guard)
+        ("/_sidecar/custom/{model_id}", ["POST"], callback.custom),
+        ("/_sidecar/hf/{model_id}", ["POST"], callback.hugging_face),
+        ("/v1/embeddings", ["POST"], callback.openai_embeddings),
     ]
-    return [Route(path, endpoint(handler), methods=methods) for path, methods, handler in table]
+    return [Route(path, endpoint(handler, route_action(methods, path)), methods=methods) for path, methods, handler in table]
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -55,15 +63,21 @@ def create_app(settings: Settings) -> ASGIApp:
         node = load_node(settings)
         deployments = Deployments(store, node, settings)
         forwarder = Forwarder(node.id)
-        app.state.context = Context(settings, node, store, deployments, forwarder)
+        secret = callback_secret(settings)
+        cluster = ClusterLink(settings, secret) if settings.es_url and secret else None
+        app.state.context = Context(settings, node, store, deployments, forwarder, cluster, secret)
         await deployments.heartbeat()
         loop_task = asyncio.create_task(deployments.run())
+        if cluster is not None:  # endpoints for deployments started here, restored ones included
+            cluster.start(deployments)
         log.info("node [%s] (%s) serving on %s with %d usable cores", node.name, node.id, node.url, len(node.cores))
         try:
             yield
         finally:
             await deployments.close()
             await forwarder.close()
+            if cluster is not None:
+                await cluster.close()
             loop_task.cancel()
             await asyncio.gather(loop_task, return_exceptions=True)
             store.close()

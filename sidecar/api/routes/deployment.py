@@ -18,6 +18,7 @@ from sidecar.deployment.start import (
     render_allocation,
     wait_for_start,
 )
+from sidecar.elastic.link import with_reason
 from sidecar.errors import EsError, status_exception
 from sidecar.models.definition import check_whole
 from sidecar.store.base import AlreadyExists
@@ -39,19 +40,28 @@ async def start(ctx: Context, request: EsRequest) -> Any:
     except AlreadyExists:
         inner = EsError(400, "resource_already_exists_exception", f"allocation for model with id [{model_id}] already exist")
         raise status_exception(409, f"Cannot start deployment [{model_id}] because it has already been started", inner) from None
-    return render_allocation(await wait_for_start(ctx.deployments, model_id, params))
+    allocation = await wait_for_start(ctx.deployments, model_id, params)
+    reason = None
+    if ctx.cluster is not None and allocation_state(allocation) == "started":
+        # the cluster's ingest pipelines reach the model through an inference endpoint; if they cannot, say why
+        reason = await ctx.cluster.deployment_started(model_id, config)
+    return with_reason(render_allocation(allocation), reason)
 
 
 async def stop(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]
     body = request.object()
-    # `force` only overrides ingest pipeline references, which a node without a cluster cannot have
-    request.params.bool("force", bool(body.get("force", False)))
+    force = request.params.bool("force", bool(body.get("force", False)))
     allow_no_match = request.params.bool("allow_no_match", bool(body.get("allow_no_match", True)))
     request.params.finish()
     models = match_models(await asyncio.to_thread(all_models, ctx), model_id, allow_no_match)
     if len(models) > 1:
         raise status_exception(400, "cannot undeploy multiple models at the same time")
+    if models and ctx.cluster is not None and not force:  # `force` overrides the cluster's pipeline references
+        found = models[0]["model_id"]
+        await ctx.cluster.refuse_if_referenced(
+            found, f"Cannot stop deployment for model [{found}] as it is referenced by ingest processors; use force to stop the deployment"
+        )
     if models and await asyncio.to_thread(ctx.store.get_deployment, models[0]["model_id"]) is not None:
         await ctx.deployments.stop(models[0]["model_id"])
     return {"stopped": True}

@@ -101,11 +101,17 @@ async def delete_model(ctx: Context, request: EsRequest) -> Any:
     if model_id == BUILTIN_LANG_IDENT["model_id"]:
         # Messages.INFERENCE_CANNOT_DELETE_ML_MANAGED_MODEL (wording from memory, UNCONFIRMED)
         raise status_exception(400, f"Unable to delete model [{model_id}] as it is required by machine learning")
+    if ctx.cluster is not None and not force:  # the cluster's ingest pipelines may use it
+        await ctx.cluster.refuse_if_referenced(
+            model_id, f"Cannot delete model [{model_id}] as it is still referenced by ingest processors; use force to delete the model"
+        )
     if await asyncio.to_thread(ctx.store.get_deployment, model_id) is not None:
         if not force:
             raise status_exception(409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
         await ctx.deployments.stop(model_id)
     await asyncio.to_thread(ctx.store.delete_model, model_id)
+    if ctx.cluster is not None:  # its inference endpoint goes with it
+        await ctx.cluster.model_deleted(model_id)
     return ACKNOWLEDGED
 
 

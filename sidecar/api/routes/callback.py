@@ -1,0 +1,161 @@
+"""The routes an Elasticsearch cluster's inference endpoints call, each answered through `run_inference`.
+
+- `POST /_sidecar/custom/<model_id>`: the `custom` service (8.19.x, 9.1+), body `{"input": ...}`;
+- `POST /_sidecar/hf/<model_id>`: the `hugging_face` service (8.12+), body `{"inputs": [...]}`;
+- `POST /v1/embeddings`: OpenAI's embeddings shape, for the `openai` service and OpenAI-compatible tools.
+
+With a shared secret set they accept only `Authorization: Bearer <secret>`. Errors come in the format each service
+parses; a full queue is 429, the one status every service retries. Dense vectors are scaled to unit length, so
+`cosine` and `dot_product` endpoints agree (`dot_product`, which `custom` and `openai` endpoints store when no
+similarity is given, needs unit vectors).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.responses import Response
+
+from sidecar.api.endpoint import Context
+from sidecar.api.routes.infer import run_inference
+from sidecar.api.routes.models import model_or_404
+from sidecar.api.timevalue import TimeValue
+from sidecar.api.wire import EsRequest, raw_json
+from sidecar.elastic.secret import bearer_matches
+from sidecar.errors import EsError, illegal_argument, status_exception
+
+# Ingest waits for an endpoint without limit and retries a 429 for up to 30 s; a minute in the queue is plenty.
+_TIMEOUT = TimeValue(60.0, "60s")
+_DENSE, _SPARSE = "text_embedding", "text_expansion"
+
+Answer = Callable[[Context, EsRequest], Awaitable[Any]]
+Route = Callable[[Context, EsRequest], Awaitable[Response]]
+
+
+def _callback(error_body: Callable[[EsError], Any]) -> Callable[[Answer], Route]:
+    """Behind the shared secret; the answer serialized, a failure as `error_body` with its status."""
+
+    def wrap(answer: Answer) -> Route:
+        async def route(ctx: Context, request: EsRequest) -> Response:
+            try:
+                _check_secret(ctx, request)
+                return raw_json(orjson.dumps(await answer(ctx, request), option=orjson.OPT_SERIALIZE_NUMPY))
+            except EsError as error:
+                return raw_json(orjson.dumps(error_body(error)), error.status)
+
+        route.__name__ = answer.__name__
+        return route
+
+    return wrap
+
+
+@_callback(lambda error: error.envelope())  # custom turns any JSON error body into its message
+async def custom(ctx: Context, request: EsRequest) -> Any:
+    """Dense: `{"data":[{"embedding":[...]}]}`; sparse: `{"data":[{"embedding":[{"token","weight"}]}]}`; any
+    other task: `{"result": "<the task's result JSON>"}` (a list of them when `input` is a list)."""
+    model_id = request.path_params["model_id"]
+    inputs = request.object(required=True).get("input")
+    config = await _config(ctx, model_id)
+    results = await _infer(ctx, request, model_id, config, _texts(inputs, "input"))
+    task = _task(config)
+    if task == _DENSE:
+        return {"data": [{"embedding": vector} for vector in _unit_vectors(results, config)]}
+    if task == _SPARSE:
+        return {
+            "data": [
+                {"embedding": [{"token": t, "weight": w} for t, w in tokens.items()]}
+                for tokens in _values(results, config)
+            ]
+        }
+    completions = [result.decode() for result in results]
+    return {"result": completions[0] if isinstance(inputs, str) else completions}
+
+
+@_callback(lambda error: {"error": error.reason})
+async def hugging_face(ctx: Context, request: EsRequest) -> Any:
+    """Dense: `[[...], ...]`; sparse: `[{token: weight}, ...]`, one per input."""
+    model_id = request.path_params["model_id"]
+    texts = _texts(request.object(required=True).get("inputs"), "inputs")
+    config = await _config(ctx, model_id)
+    _require(model_id, config, (_DENSE, _SPARSE), "/_sidecar/hf")
+    results = await _infer(ctx, request, model_id, config, texts)
+    return _unit_vectors(results, config) if _task(config) == _DENSE else _values(results, config)
+
+
+@_callback(lambda error: {"error": {"message": error.reason, "type": error.type, "param": None, "code": None}})
+async def openai_embeddings(ctx: Context, request: EsRequest) -> Any:
+    """`{"input": [...] | "...", "model": <model id>}`; `encoding_format: base64` gets little-endian float32."""
+    body = request.object(required=True)
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        raise illegal_argument("[model] must be the id of a deployed text_embedding model")
+    config = await _config(ctx, model_id)
+    _require(model_id, config, (_DENSE,), "/v1/embeddings")
+    vectors = _unit_vectors(await _infer(ctx, request, model_id, config, _texts(body.get("input"), "input")), config)
+    encode = _base64 if body.get("encoding_format") == "base64" else _as_is
+    data = [{"object": "embedding", "index": i, "embedding": encode(vector)} for i, vector in enumerate(vectors)]
+    return {"object": "list", "data": data, "model": model_id}
+
+
+def _check_secret(ctx: Context, request: EsRequest) -> None:
+    if ctx.callback_secret is not None and not bearer_matches(
+        request.http.headers.get("authorization"), ctx.callback_secret
+    ):
+        raise EsError(401, "security_exception", "the callback secret is missing or wrong")
+
+
+async def _config(ctx: Context, model_id: str) -> dict[str, Any]:
+    """The deployed config when the model runs here (no store read on the hot path), else the stored one."""
+    local = ctx.deployments.local.get(model_id)
+    return local.config if local is not None else await model_or_404(ctx, model_id)
+
+
+async def _infer(
+    ctx: Context, request: EsRequest, model_id: str, config: dict[str, Any], texts: list[str]
+) -> list[bytes]:
+    field = config["input"]["field_names"][0]
+    return await run_inference(ctx, request.http, model_id, {"docs": [{field: text} for text in texts]}, _TIMEOUT)
+
+
+def _texts(value: Any, key: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return value
+    raise illegal_argument(f"[{key}] must be a string or a non-empty array of strings")
+
+
+def _task(config: dict[str, Any]) -> str:
+    return next(iter(config["inference_config"]))
+
+
+def _require(model_id: str, config: dict[str, Any], tasks: Sequence[str], route: str) -> None:
+    task = _task(config)
+    if task not in tasks:
+        raise status_exception(
+            400, f"model [{model_id}] is a [{task}] model; {route} serves [{', '.join(tasks)}] models"
+        )
+
+
+def _values(results: list[bytes], config: dict[str, Any]) -> list[Any]:
+    """Each result's value (`results_field`, `predicted_value` unless configured otherwise)."""
+    field = config["inference_config"][_task(config)].get("results_field", "predicted_value")
+    return [orjson.loads(result)[field] for result in results]
+
+
+def _unit_vectors(results: list[bytes], config: dict[str, Any]) -> np.ndarray:
+    vectors = np.asarray(_values(results, config), dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=vectors.copy(), where=norms > 0)
+
+
+def _base64(vector: np.ndarray) -> str:
+    return base64.b64encode(vector.astype("<f4").tobytes()).decode()
+
+
+def _as_is(vector: np.ndarray) -> np.ndarray:
+    return vector

@@ -1,0 +1,63 @@
+"""The Elasticsearch action behind each REST route, as the cluster authorizes it.
+
+Action names are Elasticsearch's transport actions (`InferModelAction.EXTERNAL_NAME`,
+`StartTrainedModelDeploymentAction.NAME`, ...). `_has_privileges` accepts them in `cluster` like privilege names
+(`ClusterPrivilegeResolver.resolve`), so its answer is the cluster's own decision for that action: `manage_ml` grants
+start, stop, put and delete (recent versions' `manage_inference` grants start and stop too); `monitor_ml` grants
+get, stats and `_infer` (`_infer` runs `cluster:monitor/xpack/ml/inference/infer`, inside `monitor_ml`'s
+`cluster:monitor/xpack/ml/*`).
+`granted_by` is the list a refusal names (`ClusterPrivilegeResolver.findPrivilegesThatGrant` order, Elasticsearch 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    granted_by: str
+
+
+_MONITOR_ML = "monitor_ml,manage_ml,monitor,manage,all"
+_MANAGE_ML = "manage_ml,manage,all"
+_DEPLOYMENT = "manage_inference,manage_ml,manage,all"
+
+MAIN = Action("cluster:monitor/main", "monitor,manage,all")
+GET_MODELS = Action("cluster:monitor/xpack/ml/inference/get", _MONITOR_ML)
+STATS = Action("cluster:monitor/xpack/ml/inference/stats/get", _MONITOR_ML)
+INFER = Action("cluster:monitor/xpack/ml/inference/infer", _MONITOR_ML)
+INFER_DEPLOYMENT = Action(
+    "cluster:monitor/xpack/ml/trained_models/deployment/infer",
+    "monitor_inference,monitor_ml,manage_inference,manage_ml,monitor,manage,all",
+)
+PUT_MODEL = Action("cluster:admin/xpack/ml/inference/put", _MANAGE_ML)
+PUT_PART = Action("cluster:admin/xpack/ml/trained_models/part/put", _MANAGE_ML)
+PUT_VOCABULARY = Action("cluster:admin/xpack/ml/trained_models/vocabulary/put", _MANAGE_ML)
+DELETE_MODEL = Action("cluster:admin/xpack/ml/inference/delete", _MANAGE_ML)
+START = Action("cluster:admin/xpack/ml/trained_models/deployment/start", _DEPLOYMENT)
+STOP = Action("cluster:admin/xpack/ml/trained_models/deployment/stop", _DEPLOYMENT)
+
+_MODEL = "/_ml/trained_models/{model_id}"
+# (first method, route path) -> action; routes absent here (the callbacks) are not the cluster's to judge.
+ROUTE_ACTIONS: dict[tuple[str, str], Action] = {
+    ("GET", "/"): MAIN,
+    ("GET", "/_sidecar/status"): STATS,
+    ("GET", "/_ml/trained_models"): GET_MODELS,
+    ("GET", "/_ml/trained_models/_stats"): STATS,
+    ("GET", f"{_MODEL}/_stats"): STATS,
+    ("GET", _MODEL): GET_MODELS,
+    ("PUT", _MODEL): PUT_MODEL,
+    ("DELETE", _MODEL): DELETE_MODEL,
+    ("PUT", f"{_MODEL}/definition/{{part}}"): PUT_PART,
+    ("PUT", f"{_MODEL}/vocabulary"): PUT_VOCABULARY,
+    ("POST", f"{_MODEL}/deployment/_start"): START,
+    ("POST", f"{_MODEL}/deployment/_stop"): STOP,
+    ("POST", f"{_MODEL}/deployment/_infer"): INFER_DEPLOYMENT,
+    ("POST", f"{_MODEL}/_infer"): INFER,
+}
+
+
+def route_action(methods: list[str], path: str) -> Action | None:
+    return ROUTE_ACTIONS.get((methods[0], path))
