@@ -48,7 +48,13 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-name", default=defaults.node_name)
     parser.add_argument("--cluster-name", default=defaults.cluster_name)
     parser.add_argument("--es-version", default=defaults.es_version, help="version reported by GET /")
-    parser.add_argument("--store", default=None, help="sqlite:<file> (default: the SQLite file in the data dir)")
+    parser.add_argument(
+        "--store",
+        type=_store,
+        default=None,
+        help="sqlite:<file> (several nodes on one host) or elasticsearch (indices in the --es-url cluster); "
+        "default: the SQLite file in the data dir",
+    )
     parser.add_argument("--max-docs-per-request", type=int, default=defaults.max_docs_per_request)
     parser.add_argument("--max-text-chars", type=int, default=defaults.max_text_chars)
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
@@ -68,6 +74,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     cluster.add_argument("--es-ca-certs", type=Path, default=None, help="CA bundle for an https cluster")
     cluster.add_argument("--callback-secret", default=None, help="what the cluster sends on callbacks (default: generated, kept in the data dir)")
     cluster.add_argument("--insecure", action="store_true", help="allow listening beyond loopback without authentication")
+
+
+def _store(value: str) -> str:
+    if value == "elasticsearch" or (value.startswith("sqlite:") and len(value) > len("sqlite:")):
+        return value
+    raise argparse.ArgumentTypeError("expected sqlite:<file> or elasticsearch")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -108,6 +120,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = settings_from(args)
+    if settings.store == "elasticsearch" and not settings.es_url:
+        print("sidecar: error: --store elasticsearch needs --es-url", file=sys.stderr)
+        return 2
     # nobody unauthenticated reaches a node listening beyond loopback, unless --insecure says so
     problem = asyncio.run(exposure_problem(settings))
     if problem is not None:

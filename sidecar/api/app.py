@@ -26,7 +26,7 @@ from sidecar.elastic.secret import callback_secret
 from sidecar.elastic.status import with_cluster
 from sidecar.errors import EsError
 from sidecar.settings import Settings
-from sidecar.store.sqlite import SqliteStore
+from sidecar.store import open_store
 
 log = logging.getLogger(__name__)
 _MODEL = "/_ml/trained_models/{model_id}"
@@ -59,7 +59,7 @@ def _routes() -> list[Route]:
 def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = SqliteStore(settings.store_path)
+        store = open_store(settings)
         node = load_node(settings)
         deployments = Deployments(store, node, settings)
         forwarder = Forwarder(node.id)

@@ -26,6 +26,11 @@ def connect(settings: Settings) -> AsyncElasticsearch:
     The caller owns the client and closes it (`await client.close()`). Typed methods (`client.ingest...`) speak
     Elasticsearch 9; `call(client, ...)` speaks to 8.12+ and 9.x alike.
     """
+    return AsyncElasticsearch(settings.es_url, request_timeout=30, **client_options(settings))
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Credentials and CA bundle for a client of `--es-url`, sync or async."""
     if not settings.es_url:
         raise ValueError("no Elasticsearch cluster configured: pass --es-url")
     options: dict[str, Any] = {}
@@ -37,7 +42,7 @@ def connect(settings: Settings) -> AsyncElasticsearch:
         options["ca_certs"] = str(settings.es_ca_certs)
     # the transport logs every request at INFO; a node polls its cluster, so only its warnings are worth a line
     logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
-    return AsyncElasticsearch(settings.es_url, request_timeout=30, **options)
+    return options
 
 
 async def call(
