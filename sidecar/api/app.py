@@ -62,8 +62,8 @@ def create_app(settings: Settings) -> ASGIApp:
         store = open_store(settings)
         node = load_node(settings)
         deployments = Deployments(store, node, settings)
-        forwarder = Forwarder(node.id)
         secret = callback_secret(settings)
+        forwarder = Forwarder(node.id, secret)
         cluster = ClusterLink(settings, secret) if settings.es_url and secret else None
         app.state.context = Context(settings, node, store, deployments, forwarder, cluster, secret)
         await deployments.heartbeat()

@@ -27,8 +27,10 @@ class NoRoute(Exception):
 
 
 class Forwarder:
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, secret: str | None = None) -> None:
+        """`secret`: the shared callback secret, which lets a forwarded infer past a secured node's caller check."""
         self._node_id = node_id
+        self._secret = secret
         self._session: aiohttp.ClientSession | None = None
         self._open: Counter[str] = Counter()  # forwards in flight per node, to spread load between heartbeats
 
@@ -85,6 +87,8 @@ class Forwarder:
         headers = {"content-type": "application/json", FORWARDED_HEADER: self._node_id}
         if input_type:
             headers[INPUT_TYPE_HEADER] = input_type
+        if self._secret:
+            headers["authorization"] = f"Bearer {self._secret}"
         self._open[node["id"]] += 1
         try:
             async with self._session.post(

@@ -1,9 +1,13 @@
-"""Three real nodes sharing one SQLite store: allocation everywhere, forwarding, failure and return, graceful stop.
+"""Three real nodes sharing one store: allocation everywhere, forwarding, failure and return, graceful stop.
+
+The store is one SQLite file, and, when SIDECAR_TEST_ES_URL points at a real cluster, that cluster's indices too
+(credentials: SIDECAR_TEST_ES_API_KEY, or SIDECAR_TEST_ES_USER and SIDECAR_TEST_ES_PASSWORD).
 
 Node 1 runs with a graph-node limit too small for any model, so every model is refused there: its routing entry is
 `failed` and every infer sent to it is forwarded to the others.
 """
 
+import os
 import signal
 import threading
 import time
@@ -17,12 +21,25 @@ from tests.support.deploy import infer, start, uploaded
 from tests.support.node import NodeProcess
 
 HEARTBEAT_TIMEOUT_S = 3
+ES_URL = os.environ.get("SIDECAR_TEST_ES_URL")
+ES_API_KEY = os.environ.get("SIDECAR_TEST_ES_API_KEY")
+ES_USER, ES_PASSWORD = os.environ.get("SIDECAR_TEST_ES_USER"), os.environ.get("SIDECAR_TEST_ES_PASSWORD", "")
+CREDENTIALS = {"api_key": ES_API_KEY} if ES_API_KEY else {"basic_auth": (ES_USER, ES_PASSWORD)} if ES_USER else {}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def store_arguments(backend, root):
+    if backend == "sqlite":
+        return ["--store", f"sqlite:{root / 'shared.db'}"]
+    if not ES_URL:
+        pytest.skip("SIDECAR_TEST_ES_URL is not set: no Elasticsearch cluster to share state through")
+    credentials = ["--es-api-key", ES_API_KEY] if ES_API_KEY else ["--es-user", ES_USER, "--es-password", ES_PASSWORD] if ES_USER else []
+    return ["--store", "elasticsearch", "--es-url", ES_URL, *credentials]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "elasticsearch"])
+def cluster(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    shared = ["--store", f"sqlite:{root / 'shared.db'}", "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s"]
+    shared = [*store_arguments(request.param, root), "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s"]
     nodes = [
         NodeProcess(root / "n1", *shared, "--max-graph-nodes", "10", name="n1").start(),
         NodeProcess(root / "n2", *shared, name="n2").start(),
@@ -35,7 +52,7 @@ def cluster(tmp_path_factory):
 
 
 def client(node):
-    return node.client(retry_on_status=(), max_retries=0)
+    return node.client(retry_on_status=(), max_retries=0, **CREDENTIALS)
 
 
 def node_id(node):
