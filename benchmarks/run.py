@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.sets.split(","):
             texts = SETS[name]
             a = ceiling(traced.definition, traced.config, traced.vocabulary, texts, cores, args.seconds)
-            with _cluster(Path(work) / f"single-{name}", traced, 1, len(cores)) as [node]:
+            with _cluster(Path(work) / f"single-{name}", traced, 1, len(cores), cores) as [node]:
                 b = wrk(node.url, MODEL_ID, texts, 1, 64, args.seconds)
                 c = wrk(node.url, MODEL_ID, texts, 32, 4, args.seconds)
             results["single_node"].append({"texts": name, "ceiling_docs_per_s": a, "single_doc_64_conn": b,
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "c_over_a": c["docs_per_s"] / a})  # fmt: skip
         for count in [int(n) for n in args.nodes.split(",") if n]:
             workers = max(1, len(cores) // count)
-            with _cluster(Path(work) / f"cluster-{count}", traced, count, workers) as nodes:
+            with _cluster(Path(work) / f"cluster-{count}", traced, count, workers, cores) as nodes:
                 with ThreadPoolExecutor(count) as pool:
                     points = list(pool.map(lambda n: wrk(n.url, MODEL_ID, SETS["short"], 1, 64 // count, args.seconds), nodes))
             results["cluster"].append({"nodes": count, "workers_per_node": workers,
@@ -68,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 class _cluster:
-    """`count` nodes sharing one SQLite store, the model deployed on all of them."""
+    """`count` nodes sharing one SQLite store, the model deployed on all of them; the cores dealt out between them."""
 
-    def __init__(self, root: Path, traced: TracedModel, count: int, workers: int) -> None:
+    def __init__(self, root: Path, traced: TracedModel, count: int, workers: int, cores: list[int]) -> None:
         store = ["--store", f"sqlite:{root / 'shared.db'}"]
-        self.nodes = [NodeProcess(root / f"n{i}", *store, name=f"n{i}") for i in range(count)]
+        share = [cores[i::count] or [cores[i % len(cores)]] for i in range(count)]
+        self.nodes = [
+            NodeProcess(root / f"n{i}", *store, "--cores", ",".join(map(str, share[i])), name=f"n{i}")
+            for i in range(count)
+        ]
         self.traced, self.workers = traced, workers
 
     def __enter__(self) -> list[NodeProcess]:

@@ -64,6 +64,11 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-graph-nodes", type=int, default=defaults.max_graph_nodes)
     parser.add_argument("--advertise-url", default=None, help="URL other nodes use to reach this one (default: from host and port)")
     parser.add_argument("--heartbeat-timeout", default="10s", help="a node silent for longer is not live (default: 10s)")
+    parser.add_argument(
+        "--cores", type=_core_list, default=None, metavar="LIST",
+        help="CPUs this node's workers may use, e.g. 0-3,6 (default: every CPU the process may use); "
+        "nodes sharing a host each take their own",
+    )
     parser.add_argument("--log-level", default="info")
     # the Elasticsearch cluster next to the node: inference endpoints, pipeline references, callers' credentials
     cluster = parser.add_argument_group("Elasticsearch cluster")
@@ -74,6 +79,18 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     cluster.add_argument("--es-ca-certs", type=Path, default=None, help="CA bundle for an https cluster")
     cluster.add_argument("--callback-secret", default=None, help="what the cluster sends on callbacks (default: generated, kept in the data dir)")
     cluster.add_argument("--insecure", action="store_true", help="allow listening beyond loopback without authentication")
+
+
+def _core_list(value: str) -> tuple[int, ...]:
+    """`0-3,6` -> (0, 1, 2, 3, 6)."""
+    try:
+        cores: list[int] = []
+        for part in value.split(","):
+            low, _, high = part.partition("-")
+            cores += range(int(low), int(high or low) + 1)
+        return tuple(dict.fromkeys(cores))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers like 0-3,6, got [{value}]") from None
 
 
 def _store(value: str) -> str:
@@ -101,6 +118,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         trusted_models=frozenset(args.trust_model),
         max_graph_nodes=args.max_graph_nodes,
         advertise_url=args.advertise_url,
+        cores=args.cores,
         heartbeat_timeout_s=parse_time(args.heartbeat_timeout, "heartbeat-timeout").seconds,
         es_url=args.es_url,
         es_api_key=args.es_api_key,
@@ -117,11 +135,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     from sidecar.api.app import create_app
     from sidecar.elastic.exposure import exposure_problem
+    from sidecar.workers.cores import usable_cores
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = settings_from(args)
     if settings.store == "elasticsearch" and not settings.es_url:
         print("sidecar: error: --store elasticsearch needs --es-url", file=sys.stderr)
+        return 2
+    if settings.cores and not set(settings.cores) & set(usable_cores()):
+        print(f"sidecar: error: none of --cores {list(settings.cores)} is usable here: {usable_cores()}", file=sys.stderr)
         return 2
     # nobody unauthenticated reaches a node listening beyond loopback, unless --insecure says so
     problem = asyncio.run(exposure_problem(settings))

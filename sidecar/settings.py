@@ -33,6 +33,7 @@ class Settings:
     heartbeat_interval_s: float = 1.0
     heartbeat_timeout_s: float = 10.0
     advertise_url: str | None = None
+    cores: tuple[int, ...] | None = None  # CPUs this node's workers may use (default: all this process may use)
     # the Elasticsearch cluster this node sits next to (inference endpoints, pipelines, caller auth)
     es_url: str | None = None
     es_api_key: str | None = None

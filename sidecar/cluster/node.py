@@ -39,8 +39,16 @@ def load_node(settings: Settings) -> Node:
         ephemeral_id=new_id(),
         name=settings.node_name,
         url=settings.url,
-        cores=tuple(usable_cores()),
+        cores=_cores(settings.cores),
     )
+
+
+def _cores(wanted: tuple[int, ...] | None) -> tuple[int, ...]:
+    """`--cores` narrows the usable cores (nodes sharing a host each take their own); it never widens them."""
+    usable = usable_cores()
+    if not wanted:
+        return tuple(usable)
+    return tuple(c for c in wanted if c in usable) or tuple(usable)
 
 
 def _persistent_id(path: Path) -> str:
