@@ -7,6 +7,7 @@ import logging
 import multiprocessing
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import count
 from multiprocessing.process import BaseProcess
@@ -22,6 +23,7 @@ from sidecar.workers.spec import DONE, FAILED, INFER, READY, STOP, WorkerSpec
 log = logging.getLogger(__name__)
 _SPAWN = multiprocessing.get_context("spawn")  # never fork: the node must stay free of torch state
 _STOP_GRACE_S = 5.0
+_MAX_RESPAWN_DELAY_S = 30.0
 
 
 class QueueFull(EsError):
@@ -51,24 +53,31 @@ class _Worker:
     reader_task: asyncio.Task[None] | None = None
     batch: list[Item] = field(default_factory=list)
     batch_id: int = -1
+    failed_loads: int = 0  # replacements in a row that died before loading: the next one waits longer
+    alive: bool = True
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def idle(self) -> bool:
-        return self.ready.done() and not self.ready.exception() and not self.batch
+        return self.alive and self.ready.done() and not self.ready.exception() and not self.batch
 
 
 class WorkerPool:
     """`model_threads` pinned processes fed from one bounded queue, one batch per free worker."""
 
-    def __init__(self, specs: list[WorkerSpec], queue_capacity: int, max_batch_docs: int) -> None:
+    def __init__(
+        self, specs: list[WorkerSpec], queue_capacity: int, max_batch_docs: int, target: Callable[..., None] = worker_main
+    ) -> None:
+        """`target` is the worker processes' main function (the pool's tests give one that misbehaves on purpose)."""
         self._specs = specs
+        self._target = target
         self._queue = BoundedQueue(queue_capacity)
         self._max_batch_docs = max_batch_docs
         self._max_batch_tokens = specs[0].max_batch_tokens
         self._workers: list[_Worker] = []
         self._batch_ids = count()
         self._closing = False
+        self._running = False  # every worker loaded once: from now on a dead worker is replaced
         self.stats = Stats()
         self.batching: bool | None = None
 
@@ -82,6 +91,7 @@ class WorkerPool:
             await self.stop()
             raise failure if isinstance(failure, EsError) else status_exception(500, str(failure))
         self.batching = all(w.info.get("batching") for w in self._workers)
+        self._running = True
 
     async def stop(self, drain: bool = False) -> None:
         """End the workers; with `drain`, queued and running work is finished first, else it is answered 409."""
@@ -191,6 +201,7 @@ class WorkerPool:
             if item.abandoned:
                 continue
             if error is not None:
+                self.stats.error_count += error[0] >= 500
                 item.future.set_exception(EsError(*error))
             else:
                 item.future.set_result(answers)
@@ -201,6 +212,7 @@ class WorkerPool:
 
     def _on_exit(self, worker: _Worker) -> None:
         """A worker died: hand its batch back once, fail what already had its retry, start a new worker."""
+        worker.alive = False
         code = worker.process.exitcode
         if not worker.ready.done():
             worker.ready.set_exception(status_exception(500, f"worker process exited with code [{code}] while loading"))
@@ -213,20 +225,33 @@ class WorkerPool:
             else:
                 self.stats.error_count += 1
                 _fail(item, status_exception(500, f"Error in inference process: [inference process exited with code [{code}]]"))
-        if self._closing or not worker.ready.done() or worker.ready.exception():
+        if self._closing or not self._running:
+            return  # a failed first start is start()'s to report
+        self._dispatch()  # a handed-back batch goes to another live worker at once
+        loaded = worker.ready.exception() is None
+        delay = 0.0 if loaded else min(_MAX_RESPAWN_DELAY_S, 0.5 * 2**worker.failed_loads)
+        log.warning(
+            "worker %d of [%s] exited with code %s; starting a new one in %.1fs",
+            worker.index, worker.spec.model_id, code, delay,
+        )  # fmt: skip
+        asyncio.get_running_loop().call_later(delay, self._replace, worker, 0 if loaded else worker.failed_loads + 1)
+
+    def _replace(self, dead: _Worker, failed_loads: int) -> None:
+        if self._closing:
             return
-        log.warning("worker %d of [%s] exited with code %s; starting a new one", worker.index, worker.spec.model_id, code)
-        new = self._spawn(worker.index, worker.spec)
-        self._workers[self._workers.index(worker)] = new
+        new = self._spawn(dead.index, dead.spec)
+        new.failed_loads = failed_loads
+        self._workers[self._workers.index(dead)] = new
         new.ready.add_done_callback(lambda _: self._dispatch())
 
     def _spawn(self, index: int, spec: WorkerSpec) -> _Worker:
         parent, child = socket.socketpair()
         name = f"sidecar-worker-{spec.model_id}-{index}"
-        process = _SPAWN.Process(target=worker_main, args=(child, spec), name=name, daemon=True)
+        process = _SPAWN.Process(target=self._target, args=(child, spec), name=name, daemon=True)
         process.start()
         child.close()
         worker = _Worker(index, spec, process, asyncio.get_running_loop().create_future())
+        worker.ready.add_done_callback(lambda ready: ready.exception())  # a load failure is read where it matters
         worker.reader_task = asyncio.create_task(self._serve(worker, parent))
         return worker
 

@@ -74,9 +74,13 @@ class _Runner:
             except EsError as exc:
                 results[i] = exc.to_wire()
         rows = [(i, r, window) for i, p in prepared.items() for r, window in enumerate(p.rows)]
-        outputs = self._forward([window for _, _, window in rows])
+        try:
+            outputs = self._forward([window for _, _, window in rows])
+        except Exception as exc:  # the model itself failed: the batch's documents get Elasticsearch's 500
+            error = (500, "status_exception", f"Error in inference process: [{exc}]")
+            return [error if i in prepared else result for i, result in enumerate(results)]
         per_doc: dict[int, list[Any]] = {i: [None] * len(p.rows) for i, p in prepared.items()}
-        for (i, r, _), output in zip(rows, outputs):
+        for (i, r, _), output in zip(rows, outputs, strict=True):
             per_doc[i][r] = output
         for i, p in prepared.items():
             try:
@@ -97,7 +101,7 @@ class _Runner:
                 while end < len(order) and (end + 1 - start) * len(windows[order[end]].ids) <= self._max_tokens:
                     end += 1
             chunk = order[start:end]
-            for k, row in zip(chunk, self._run([windows[k] for k in chunk])):
+            for k, row in zip(chunk, self._run([windows[k] for k in chunk]), strict=True):
                 outputs[k] = _unpad(row, len(windows[k].ids))
             start = end
         return outputs
