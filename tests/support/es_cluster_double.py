@@ -19,15 +19,11 @@ from __future__ import annotations
 import base64
 import fnmatch
 import re
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,6 +31,7 @@ from starlette.routing import Route
 
 from sidecar.errors import EsError, illegal_argument, not_found, status_exception
 from tests.support.jsonpath import extract
+from tests.support.loopback import LoopbackServer
 
 Json = dict[str, Any]
 WWW_AUTHENTICATE = ['Basic realm="security", charset="UTF-8"', 'Bearer realm="security"', "ApiKey"]
@@ -119,22 +116,18 @@ class ClusterState:
     validations: list[Json] = field(default_factory=list)
 
 
-class EsClusterDouble:
+class EsClusterDouble(LoopbackServer):
     """The double on a free loopback port, served from a background thread while the `with` block runs."""
 
     def __init__(self, **state: Any) -> None:
         self.state = ClusterState(**state)
-        app = Starlette(
-            routes=[Route(path, _endpoint(self.state, handler), methods=methods) for path, methods, handler in _ROUTES]
+        super().__init__(
+            Starlette(
+                routes=[
+                    Route(path, _endpoint(self.state, handler), methods=methods) for path, methods, handler in _ROUTES
+                ]
+            )
         )
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
 
     def add_user(self, username: str, password: str, privileges: list[str], roles: list[str] | None = None) -> str:
         """A native user; returns the `Authorization` header that authenticates it."""
@@ -151,20 +144,6 @@ class EsClusterDouble:
 
     def calls(self, method: str, prefix: str) -> list[tuple[str, str, Any]]:
         return [call for call in self.state.requests if call[0] == method and call[1].startswith(prefix)]
-
-    def __enter__(self) -> EsClusterDouble:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the Elasticsearch cluster test double did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join()
-        self._socket.close()
 
 
 # the custom service's request, as Elasticsearch renders it ---------------------------------------------------

@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from sidecar.errors import EsError
+from tests.support.loopback import LoopbackServer
 
 Json = dict[str, Any]
 _MAX_RESULT_WINDOW = 10_000
@@ -641,31 +638,10 @@ def _respond(request: Request, status: int, payload: Json) -> Response:
     return Response(body, status, headers={"X-elastic-product": "Elasticsearch"}, media_type=media_type)
 
 
-class ElasticsearchDouble:
+class ElasticsearchDouble(LoopbackServer):
     """The double on a free loopback port, served from a background thread while the `with` block runs."""
 
     def __init__(self) -> None:
         app = Starlette(routes=[Route(p, _endpoint(action, params), methods=m) for p, m, action, params in _ROUTES])
         app.state.cluster = _Cluster()
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-
-    def __enter__(self) -> ElasticsearchDouble:
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the Elasticsearch test double did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join()
-        self._socket.close()
+        super().__init__(app)
