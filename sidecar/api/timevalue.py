@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sidecar.errors import EsError, illegal_argument
 
@@ -42,6 +43,16 @@ def format_seconds(seconds: float) -> str:
             text = f"{value:.1f}".removesuffix(".0")
             return f"{text}{suffix}"
     return f"{int(seconds * 1e9)}nanos"
+
+
+def iso_micros(micros: int) -> str:
+    """`2021-11-02T11:50:34.766591Z`, as `_start` prints its start time."""
+    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_millis(millis: int) -> str:
+    """`2022-03-02T14:50:27.493Z`, the `*_string` twins `?human=true` adds to epoch-millis fields."""
+    return iso_micros(millis * 1000)[:-4] + "Z"
 
 
 def parse_time(text: str, setting: str) -> TimeValue:

@@ -199,10 +199,6 @@ class Deployments:
         ]
 
     # what the API reads -------------------------------------------------------------------------
-    def pool(self, model_id: str) -> WorkerPool | None:
-        local = self.local.get(model_id)
-        return local.pool if local is not None else None
-
     def local_stats(self, model_id: str) -> dict[str, Any]:
         """This node's counters for a deployment, in the form other nodes read from the store."""
         local = self.local[model_id]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.api.params import Params
-from sidecar.api.timevalue import TimeValue, parse_time
+from sidecar.api.timevalue import TimeValue, iso_micros, parse_time
 from sidecar.deployment.manager import Deployments
 from sidecar.errors import (
     EsError,
@@ -144,10 +143,6 @@ def render_allocation(allocation: dict[str, Any]) -> dict[str, Any]:
             "start_time": iso_micros(allocation["start_time"]),
         }
     }
-
-
-def iso_micros(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def reached(allocation: dict[str, Any], wait_for: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sidecar.api.timevalue import TimeValue
@@ -22,7 +22,6 @@ class Item:
     future: asyncio.Future[list[Any]]
     tokens: int  # estimated, for the batch budget
     retries: int = 0
-    enqueued: float = field(default_factory=time.monotonic)
 
     @property
     def size(self) -> int:

@@ -3,7 +3,7 @@
 import orjson
 import pytest
 import urllib3
-from elasticsearch import BadRequestError, Elasticsearch
+from elasticsearch import BadRequestError
 
 from sidecar.api.wire import filter_path
 from tests.api.conftest import MAX_BODY
@@ -136,7 +136,3 @@ def test_status_route_describes_the_node(es):
     assert status["usable_cores"] >= 1
     assert status["deployments"] == {}
 
-
-def test_client_sends_compatible_headers_and_gets_json(node):
-    client = Elasticsearch(node.url, request_timeout=30)
-    assert client.options(headers={"accept": "application/vnd.elasticsearch+json; compatible-with=9"}).info()["tagline"]

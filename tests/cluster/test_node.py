@@ -1,6 +1,5 @@
 """A node's identity and the cores it takes."""
 
-import pytest
 
 from sidecar.cli import _core_list, main
 from sidecar.cluster.node import load_node

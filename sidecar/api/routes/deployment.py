@@ -7,12 +7,12 @@ from typing import Any
 
 from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import all_models, match_models, model_or_404
+from sidecar.api.timevalue import iso_millis
 from sidecar.api.wire import EsRequest
 from sidecar.cluster.node import describe
 from sidecar.deployment.start import (
     allocation_state,
     allocation_status,
-    iso_micros,
     new_deployment,
     parse_start,
     render_allocation,
@@ -152,5 +152,5 @@ def _node_stats(ctx: Context, node: dict[str, Any], model_id: str, route: dict[s
 
 def _time_field(target: dict[str, Any], name: str, millis: int, human: bool) -> None:
     if human:
-        target[f"{name}_string"] = iso_micros(millis * 1000)[:-4] + "Z"
+        target[f"{name}_string"] = iso_millis(millis)
     target[name] = millis

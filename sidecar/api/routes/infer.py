@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from starlette.requests import Request
@@ -78,7 +78,8 @@ async def run_inference(
     prefix = (deployment.config.get("prefix_strings") or {}).get(input_type or "", "")
     options = _options(model_id, deployment.config, body.get("inference_config"))
     try:
-        future = deployment.pool.submit([prefix + t for t in texts], options, timeout, _estimated_tokens(texts, options))
+        inputs = [prefix + t for t in texts] if prefix else texts
+        future = deployment.pool.submit(inputs, options, timeout, _estimated_tokens(texts, options))
     except QueueFull:
         if forwarded:
             raise
@@ -107,10 +108,9 @@ async def _forward(
         if need_room:
             raise QueueFull() from None
         await _not_served(ctx, model_id, legacy)
-        raise
 
 
-async def _not_served(ctx: Context, model_id: str, legacy: bool) -> None:
+async def _not_served(ctx: Context, model_id: str, legacy: bool) -> NoReturn:
     """Raise the error Elasticsearch gives for a model that is missing or not deployed."""
     config = await model_or_404(ctx, model_id)
     if config.get("model_type") != "pytorch":

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-from datetime import UTC, datetime
 from typing import Any
 
 from sidecar.api.endpoint import Context
+from sidecar.api.timevalue import iso_millis
 from sidecar.api.wire import EsRequest
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
 from sidecar.models.config import BUILTIN_LANG_IDENT, build_config
@@ -164,15 +164,11 @@ def _render(config: dict[str, Any], exclude_generated: bool, human: bool) -> dic
         if exclude_generated and key in _GENERATED:
             continue
         if human and key == "create_time":
-            out["create_time_string"] = _iso_millis(value)
+            out["create_time_string"] = iso_millis(value)
         if human and key == "model_size_bytes":
             out["model_size"] = byte_size(value)
         out[key] = value
     return out
-
-
-def _iso_millis(millis: int) -> str:
-    return datetime.fromtimestamp(millis / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def byte_size(size: int) -> str:

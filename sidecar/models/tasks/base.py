@@ -54,6 +54,16 @@ class Task:
         settings = tokenization_settings(options)
         return Prepared(text, self.tokenizer.tokenize(text, settings["truncate"], settings["span"]))
 
+    def paired_with(self, option: str, text: str, options: dict[str, Any]) -> Prepared:
+        """Pair tasks: the required `option` text first, the document second, windowed when a span is set."""
+        first = options.get(option)
+        if first is None:
+            raise status_exception(
+                400, f"please provide configuration update for {self.name} task including the desired [{option}]"
+            )
+        settings = tokenization_settings(options)
+        return Prepared(text, self.tokenizer.tokenize_pair_windows(first, text, settings["truncate"], settings["span"]))
+
     def postprocess(self, prepared: Prepared, output: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 

@@ -14,7 +14,6 @@ from sidecar.models.tasks.base import (
     Task,
     required,
     result,
-    tokenization_settings,
     typed,
     typed_int,
     utf16,
@@ -43,14 +42,7 @@ class QuestionAnsweringTask(Task):
 
     def preprocess(self, text: str, options: dict[str, Any]) -> Prepared:
         """`question` first, the text second, the text windowed when a span is set."""
-        question = options.get("question")
-        if question is None:
-            raise status_exception(
-                400, "please provide configuration update for question_answering task including the desired [question]"
-            )
-        settings = tokenization_settings(options)
-        rows = self.tokenizer.tokenize_pair_windows(question, text, settings["truncate"], settings["span"])
-        return Prepared(text, rows)
+        return self.paired_with("question", text, options)
 
     def split_rows(self, output: np.ndarray) -> list[np.ndarray]:
         """eland's graph stacks start and end logits as `[2, rows, L]`: one `[L, 2]` array per row."""

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from sidecar.errors import illegal_argument, status_exception
-from sidecar.models.tasks.base import Prepared, Task, required, result, tokenization_settings, typed, with_truncation
+from sidecar.models.tasks.base import Prepared, Task, required, result, typed, with_truncation
 
 FUNCTIONS = ("max", "mean")
 _ENUM = "org.elasticsearch.xpack.core.ml.inference.trainedmodel.TextSimilarityConfig.SpanScoreFunction"
@@ -22,13 +22,7 @@ class TextSimilarityTask(Task):
 
     def preprocess(self, text: str, options: dict[str, Any]) -> Prepared:
         """`text` first, the document second, the document windowed when a span is set."""
-        first = options.get("text")
-        if first is None:
-            raise status_exception(
-                400, "please provide configuration update for text_similarity task including the desired [text]"
-            )
-        settings = tokenization_settings(options)
-        return Prepared(text, self.tokenizer.tokenize_pair_windows(first, text, settings["truncate"], settings["span"]))
+        return self.paired_with("text", text, options)
 
     def postprocess(self, prepared: Prepared, output: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
         """The model's score as it is (no sigmoid); the windows' max or mean."""

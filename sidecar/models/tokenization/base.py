@@ -148,9 +148,10 @@ def split(pieces: Pieces, limit: int, extra: int, truncate: str, span: int) -> l
     return [(pieces.cut(start, end), False) for start, end in _windows(pieces, room, span)]
 
 
-def _windows(pieces: Pieces, room: int, span: int) -> list[tuple[int, int]]:
-    """Window bounds: a window never ends inside a word, and the next one starts
-    `span` pieces back, moved to the start of a word."""
+def _windows(pieces: Pieces, room: int, span: int, refuse_stall: bool = False) -> list[tuple[int, int]]:
+    """Window bounds: a window never ends inside a word, and the next one starts `span` pieces back, moved to
+    the start of a word. A span that leaves no progress is refused for a pair's second text, as Elasticsearch
+    refuses it; a single text moves on by one piece instead (Elasticsearch would loop forever there)."""
     bounds: list[tuple[int, int]] = []
     start = end = 0
     while end < len(pieces):
@@ -159,10 +160,16 @@ def _windows(pieces: Pieces, room: int, span: int) -> list[tuple[int, int]]:
             while end > start + 1 and pieces.same_word(end):
                 end -= 1
         bounds.append((start, end))
-        previous = start
-        # Elasticsearch only checks span <= max_sequence_length; a span that does
-        # not leave the window makes no progress there, so always move on.
-        start = max(end - span, previous + 1)
+        previous, start = start, end - span
+        if start <= previous:
+            if refuse_stall:
+                raise EsError(
+                    500,
+                    "illegal_state_exception",
+                    "Tokenization cannot be satisfied with the current span setting. Consider decreasing the span "
+                    "setting",
+                )
+            start = previous + 1
         if start < len(pieces):
             while start > previous + 1 and pieces.same_word(start):
                 start -= 1
@@ -193,31 +200,7 @@ def split_pair(
             f"[{len(first)} + {span} + {extra} = {len(first) + span + extra} tokens] is longer than the max sequence "
             f"length [{limit} tokens]. Reduce the size of the [span] window."
         )
-    return [(first, second.cut(start, end), False) for start, end in _pair_windows(second, room, span)]
-
-
-def _pair_windows(pieces: Pieces, room: int, span: int) -> list[tuple[int, int]]:
-    """Window bounds over a pair's second text; unlike a single text's, a span that
-    makes no progress is refused, as Elasticsearch refuses it."""
-    bounds: list[tuple[int, int]] = []
-    start = end = 0
-    while end < len(pieces):
-        end = min(start + room, len(pieces))
-        if end != len(pieces):
-            while end > start + 1 and pieces.same_word(end):
-                end -= 1
-        bounds.append((start, end))
-        previous, start = start, end - span
-        if start <= previous:
-            raise EsError(
-                500,
-                "illegal_state_exception",
-                "Tokenization cannot be satisfied with the current span setting. Consider decreasing the span setting",
-            )
-        if start < len(pieces):
-            while start > previous + 1 and pieces.same_word(start):
-                start -= 1
-    return bounds
+    return [(first, second.cut(start, end), False) for start, end in _windows(second, room, span, refuse_stall=True)]
 
 
 def pair_lengths(first: int, second: int, limit: int, extra: int, truncate: str) -> tuple[int, int, bool]:

@@ -11,6 +11,7 @@ import pytest
 from sidecar.errors import EsError
 from sidecar.models.tasks import TASKS, apply_update, validate_task_config
 from sidecar.models.tokenization import build_tokenizer
+from tests.support.results import rounded
 
 VOCABULARY = "[PAD] [UNK] [CLS] [SEP] [MASK] hi my name is josh smith and i live in ber ##lin ! Josh Berlin".split()
 O, B_MISC, I_MISC, B_PER, I_PER, B_ORG, I_ORG, B_LOC, I_LOC = range(9)
@@ -43,14 +44,6 @@ def run(task, options, text: str, tags: dict[str, list[tuple[int, float]]]) -> s
     return json.dumps(rounded(body), ensure_ascii=False)
 
 
-def rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 6)
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [rounded(item) for item in value]
-    return value
 
 
 def expect(**body: Any) -> str:

@@ -11,6 +11,7 @@ import pytest
 from sidecar.errors import EsError
 from sidecar.models.tasks import TASKS, apply_update, validate_task_config
 from sidecar.models.tokenization import build_tokenizer
+from tests.support.results import rounded
 
 VOCABULARY = "[PAD] [UNK] [CLS] [SEP] [MASK] what a great day bad".split()
 LABELS = ["negative", "neutral", "positive"]
@@ -35,14 +36,6 @@ def same(actual: dict[str, Any], expected: dict[str, Any]) -> None:
     assert json.dumps(rounded(actual)) == json.dumps(rounded(expected))
 
 
-def rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 6)
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [rounded(item) for item in value]
-    return value
 
 
 def test_top_class_without_top_classes_by_default():

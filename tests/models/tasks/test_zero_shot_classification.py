@@ -11,6 +11,7 @@ import pytest
 from sidecar.errors import EsError
 from sidecar.models.tasks import TASKS, apply_update, validate_task_config
 from sidecar.models.tokenization import build_tokenizer
+from tests.support.results import rounded
 
 VOCABULARY = "[PAD] [UNK] [CLS] [SEP] [MASK] this example is about sport music . what a game".split()
 NLI = ["contradiction", "Neutral", "ENTAILMENT"]  # any order and case: the indexes come from the config
@@ -26,14 +27,6 @@ def tokens(task, window) -> list[str]:
     return [task.tokenizer.token(i) for i in window.ids]
 
 
-def rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 6)
-    if isinstance(value, dict):
-        return {key: rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [rounded(item) for item in value]
-    return value
 
 
 def entry(name: str, probability: float) -> dict[str, Any]:
