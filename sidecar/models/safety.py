@@ -1,10 +1,11 @@
 """Refuse TorchScript model definitions that could act beyond inference.
 
 A TorchScript archive can run code while it is loaded (a class's `__setstate__`)
-and its graph can read or write files and raw memory. Elasticsearch's native
+and its graphs can read or write files and raw memory. Elasticsearch's native
 process validates uploaded models before using them (ml-cpp 9.4+); this module
-does the same for the workers: a torch-free scan of the archive before loading,
-then a walk of the loaded forward graph against a deny-list and an allow-list.
+does the same for the workers: one strict parse of the archive before loading
+(`archive`), then a walk of every graph the loaded module can run against a
+deny-list and an allow-list.
 
 torch is imported inside functions only, so the API process can import this
 module for `UnsafeModelError` without loading torch.
@@ -12,10 +13,12 @@ module for `UnsafeModelError` without loading torch.
 
 from __future__ import annotations
 
-import zipfile
-import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from sidecar.models.archive import ArchiveError, contents, read_records
 
 if TYPE_CHECKING:
     import torch
@@ -56,7 +59,14 @@ FORBIDDEN_OPERATIONS = frozenset({
     "aten::_unsafe_masked_index_put_accumulate",
     "inductor::_reinterpret_tensor",
     "inductor::resize_storage_bytes_",
-    # calls whose target cannot be followed (a module method the walk resolves is followed instead)
+    # uninitialised memory: what earlier requests left in freed buffers (other callers' texts and vectors)
+    "aten::empty",
+    "aten::empty_like",
+    "aten::empty_strided",
+    "aten::new_empty",
+    "aten::new_empty_strided",
+    "aten::resize_",
+    # calls whose target cannot be followed (a method of a module in the model is walked on its own instead)
     "prim::CallFunction",
     "prim::CallMethod",
 })
@@ -66,7 +76,9 @@ FORBIDDEN_OPERATIONS = frozenset({
 # DistilBERT, ELECTRA, MobileBERT, DPR, ELSER and E5 models (PyTorch 2.7.1), plus
 # tiny BERT, RoBERTa, XLM-R, MPNet, DeBERTa-v2, DistilBERT and ELECTRA models with
 # every eland task head and all-MiniLM-L6-v2 with pooling, traced here with
-# PyTorch 2.13 and transformers 5, frozen or not. Anything else is unsupported.
+# PyTorch 2.13 and transformers 5, frozen or not; and plain tensor creation and
+# arithmetic any small model may use (Elasticsearch's own test model returns
+# `torch.ones`). Anything else is unsupported.
 ALLOWED_OPERATIONS = frozenset({
     # graph plumbing and scalars
     "prim::Constant", "prim::GetAttr", "prim::If", "prim::NumToTensor",
@@ -77,59 +89,61 @@ ALLOWED_OPERATIONS = frozenset({
     "aten::size", "aten::view", "aten::reshape", "aten::transpose", "aten::permute",
     "aten::unsqueeze", "aten::squeeze", "aten::expand", "aten::expand_as", "aten::contiguous",
     "aten::slice", "aten::select", "aten::index", "aten::gather", "aten::embedding",
-    "aten::chunk", "aten::split", "aten::cat", "aten::repeat", "aten::pad",
-    # creation and conversion
-    "aten::arange", "aten::zeros", "aten::new_ones", "aten::full_like", "aten::tensor",
-    "aten::to", "aten::type_as", "aten::detach", "aten::dropout",
+    "aten::chunk", "aten::split", "aten::cat", "aten::stack", "aten::repeat", "aten::pad",
+    "aten::flatten", "aten::tril", "aten::triu",
+    # creation (initialised) and conversion
+    "aten::arange", "aten::zeros", "aten::zeros_like", "aten::ones", "aten::ones_like",
+    "aten::full", "aten::full_like", "aten::new_zeros", "aten::new_ones", "aten::new_full", "aten::tensor",
+    "aten::to", "aten::type_as", "aten::detach", "aten::clone", "aten::dropout",
     # arithmetic and reductions
     "aten::add", "aten::add_", "aten::sub", "aten::rsub", "aten::mul", "aten::mul_",
-    "aten::div", "aten::div_", "aten::floor_divide", "aten::neg", "aten::abs", "aten::sign",
-    "aten::pow", "aten::sqrt", "aten::log", "aten::ceil", "aten::clamp", "aten::clamp_min",
-    "aten::cumsum", "aten::sum", "aten::mean", "aten::min", "aten::linalg_vector_norm",
+    "aten::div", "aten::div_", "aten::floor_divide", "aten::remainder", "aten::neg", "aten::abs", "aten::sign",
+    "aten::pow", "aten::sqrt", "aten::rsqrt", "aten::reciprocal", "aten::log", "aten::ceil", "aten::floor",
+    "aten::round", "aten::clamp", "aten::clamp_min", "aten::maximum", "aten::minimum",
+    "aten::cumsum", "aten::sum", "aten::mean", "aten::min", "aten::max", "aten::amax", "aten::argmax",
+    "aten::linalg_vector_norm",
     # comparisons and masks
-    "aten::eq", "aten::ne", "aten::lt", "aten::le", "aten::gt", "aten::ge",
-    "aten::__and__", "aten::bitwise_not", "aten::where", "aten::masked_fill", "aten::masked_fill_",
+    "aten::eq", "aten::ne", "aten::lt", "aten::le", "aten::gt", "aten::ge", "aten::all", "aten::any",
+    "aten::__and__", "aten::__or__", "aten::bitwise_not", "aten::logical_not",
+    "aten::where", "aten::masked_fill", "aten::masked_fill_",
     # layers
-    "aten::linear", "aten::matmul", "aten::bmm", "aten::layer_norm", "aten::softmax",
-    "aten::scaled_dot_product_attention", "aten::gelu", "aten::relu", "aten::tanh",
+    "aten::linear", "aten::matmul", "aten::mm", "aten::addmm", "aten::bmm", "aten::layer_norm",
+    "aten::softmax", "aten::log_softmax", "aten::scaled_dot_product_attention", "aten::gelu", "aten::relu",
+    "aten::tanh",
     # dynamic quantization (eland --quantize, qint8 or float16)
     "quantized::linear_dynamic", "quantized::linear_dynamic_fp16",
 })
-
-_CHUNK_BYTES = 1 << 20
-# What zipfile raises for damaged archives (RuntimeError: encrypted records).
-_UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 
 
 class UnsafeModelError(Exception):
     """A model definition refused before any worker runs it; the message names the reason."""
 
 
-def scan_archive(path: Path) -> None:
-    """Refuse a file that is not a TorchScript archive or that would run code while loading.
+def scan_archive(definition: Path | BinaryIO) -> None:
+    """Refuse a file that is not exactly one TorchScript archive, or that would run code while loading.
 
     Every record is read, not only `code/**/*.py`: the loader finds code files by
     a case-insensitive name lookup, so any record could be the one it compiles.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            records = archive.infolist()
-            _require_module_code([record.filename for record in records])
+    with _opened(definition) as file:
+        try:
+            records = read_records(file)
+            _require_module_code([record.name for record in records])
             for record in records:
-                if hooks := _hooks_in(archive, record):
+                if hooks := _hooks_in(contents(file, record)):
                     raise UnsafeModelError(
-                        f"model definition contains load-time {_named('hook', hooks)} in [{record.filename}]"
+                        f"model definition contains load-time {_named('hook', hooks)} in [{record.name}]"
                     )
-    except _UNREADABLE as error:
-        reason = f"model definition is not a readable TorchScript archive: {error}"
-        raise UnsafeModelError(reason) from error
+        except ArchiveError as error:
+            raise UnsafeModelError(f"model definition is not a readable TorchScript archive: {error}") from error
 
 
 def check_graph(module: torch.jit.ScriptModule, max_nodes: int) -> None:
-    """Refuse a loaded module whose forward can reach a forbidden or unknown operation.
+    """Refuse a loaded module any of whose graphs can reach a forbidden or unknown operation.
 
-    Follows if-branches and the submodule methods forward calls, counting every
-    node reached; a graph above `max_nodes` is refused as soon as the count passes it.
+    Walks every method and every forward pre-hook and hook of every module in
+    the tree, following if-branches and counting every node; a model above
+    `max_nodes` is refused as soon as the count passes it.
     """
     kinds = _reachable_kinds(module, max_nodes)
     if forbidden := sorted(kinds & FORBIDDEN_OPERATIONS):
@@ -142,20 +156,34 @@ def check_graph(module: torch.jit.ScriptModule, max_nodes: int) -> None:
 
 
 def load_checked(
-    path: Path, max_nodes: int = DEFAULT_MAX_NODES, trusted: bool = False
+    definition: Path | BinaryIO, max_nodes: int = DEFAULT_MAX_NODES, trusted: bool = False
 ) -> torch.jit.ScriptModule:
-    """Load a definition for CPU inference.
+    """Load a definition for CPU inference; `trusted` skips both checks, for a model the operator vouches for.
 
-    `trusted` skips both checks, for a model the operator vouches for.
+    torch reads the very file the archive check read: it opens `/proc/self/fd/N`, which is the open file behind
+    the descriptor, not the path. Renaming or replacing the definition's path in between changes nothing, and
+    nothing writes into a definition file once written (`write_definition` writes a new file and renames it over
+    the old), so no other bytes can reach torch than the ones that were checked.
     """
     import torch
 
-    if not trusted:
-        scan_archive(path)
-    module = torch.jit.load(path, map_location="cpu").eval()
+    with _opened(definition) as file:
+        if not trusted:
+            scan_archive(file)
+        module = torch.jit.load(f"/proc/self/fd/{file.fileno()}", map_location="cpu").eval()
     if not trusted:
         check_graph(module, max_nodes)
     return module
+
+
+@contextmanager
+def _opened(definition: Path | BinaryIO) -> Iterator[BinaryIO]:
+    """An open file stays open (its owner closes it); a path is opened read-only for the call."""
+    if not isinstance(definition, Path):
+        yield definition
+        return
+    with open(definition, "rb") as file:
+        yield file
 
 
 def _require_module_code(names: list[str]) -> None:
@@ -168,7 +196,7 @@ def _require_module_code(names: list[str]) -> None:
         )
 
 
-def _hooks_in(archive: zipfile.ZipFile, record: zipfile.ZipInfo) -> list[str]:
+def _hooks_in(chunks: Iterator[bytes]) -> list[str]:
     """The hooks named in one record, streamed: a record can hold gigabytes of weights.
 
     Consecutive chunks overlap so a name split across them is still found.
@@ -177,11 +205,10 @@ def _hooks_in(archive: zipfile.ZipFile, record: zipfile.ZipInfo) -> list[str]:
     overlap = max(map(len, needles.values())) - 1
     found: set[str] = set()
     tail = b""
-    with archive.open(record) as stream:
-        while chunk := stream.read(_CHUNK_BYTES):
-            window = tail + chunk
-            found.update(hook for hook, needle in needles.items() if needle in window)
-            tail = window[-overlap:]
+    for chunk in chunks:
+        window = tail + chunk
+        found.update(hook for hook, needle in needles.items() if needle in window)
+        tail = window[-overlap:]
     return sorted(found)
 
 
@@ -191,46 +218,59 @@ def _named(noun: str, names: list[str]) -> str:
 
 
 def _reachable_kinds(module: torch.jit.ScriptModule, max_nodes: int) -> set[str]:
-    """Node kinds forward can execute, following blocks and resolvable method calls.
+    """Node kinds of every graph the module can run, following blocks and calls.
 
-    Iterative, so a deeply nested hostile module cannot exhaust Python's stack;
-    the node budget bounds the work however often a method is called.
+    What runs without being called from a graph: the module's forward, the
+    forward pre-hooks and hooks of every module in the tree, and their
+    double-underscore methods (loading and Python protocols call those). From
+    there a `prim::CallMethod` is followed (left out of the kinds) when it calls
+    a method of a module type in the tree, walking the callee at every call as
+    if inlined. Iterative, so a deeply nested hostile graph cannot exhaust
+    Python's stack; the node budget bounds the work.
     """
+    methods, roots = _module_graphs(module)
+    pending = [methods[key].block() for key in roots]
     kinds: set[str] = set()
     count = 0
-    pending = [_frame(module.forward.graph, module)]
     while pending:
-        block, objects = pending.pop()
-        for node in block.nodes():
+        for node in pending.pop().nodes():
             count += 1
             if count > max_nodes:
                 raise UnsafeModelError(f"model definition graph has more than [{max_nodes}] nodes")
             kind = node.kind()
-            if kind == "prim::GetAttr":
-                _bind(node, objects)
-            called = _called(node, objects) if kind == "prim::CallMethod" else None
-            if called is None:
-                kinds.add(kind)
+            called = (_receiver(node), node.s("name")) if kind == "prim::CallMethod" else None
+            if called in methods:
+                pending.append(methods[called].block())
             else:
-                pending.append(called)
-            pending.extend((inner, objects) for inner in node.blocks())
+                kinds.add(kind)
+            pending.extend(node.blocks())
     return kinds
 
 
-def _frame(graph: Any, owner: Any) -> tuple[Any, dict[int, Any]]:
-    """A graph to walk, with its `self` input bound to `owner`."""
-    return graph, {next(graph.inputs()).unique(): owner}
+def _module_graphs(module: torch.jit.ScriptModule) -> tuple[dict[tuple[str, str], Any], list[tuple[str, str]]]:
+    """Every method and hook graph by (module type, name), and the keys of those that run without being called."""
+    methods: dict[tuple[str, str], Any] = {}
+    roots: list[tuple[str, str]] = []
+    owners: set[str] = set()
+    for submodule in module.modules():
+        c_module = submodule._c
+        owner = c_module._type().qualified_name()
+        if owner in owners:
+            continue
+        owners.add(owner)
+        for name in c_module._method_names():
+            methods[owner, name] = c_module._get_method(name).graph
+            if (name == "forward" and submodule is module) or (name.startswith("__") and name.endswith("__")):
+                roots.append((owner, name))
+        hooks = [*c_module._get_forward_pre_hooks(), *c_module._get_forward_hooks()]
+        for index, hook in enumerate(hooks):
+            methods[owner, f"<hook {index}>"] = hook.graph
+            roots.append((owner, f"<hook {index}>"))
+    return methods, roots
 
 
-def _bind(node: Any, objects: dict[int, Any]) -> None:
-    """Remember what a `self.<name>` lookup yields, so calls on it can be followed."""
-    owner = objects.get(node.input().unique())
-    if owner is not None:
-        objects[node.output().unique()] = getattr(owner, node.s("name"), None)
-
-
-def _called(node: Any, objects: dict[int, Any]) -> tuple[Any, dict[int, Any]] | None:
-    """The method graph a call on a known object runs; None leaves the call opaque."""
-    target = objects.get(node.inputsAt(0).unique())
-    graph = getattr(getattr(target, node.s("name"), None), "graph", None)
-    return None if graph is None else _frame(graph, target)
+def _receiver(node: Any) -> str | None:
+    """The qualified type name of the object a `prim::CallMethod` is called on."""
+    receiver_type = node.inputsAt(0).type()
+    qualified_name = getattr(receiver_type, "qualified_name", None)
+    return qualified_name() if qualified_name else None

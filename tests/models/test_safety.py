@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sidecar.models import safety
+from sidecar.models import archive, safety
 from sidecar.models.safety import UnsafeModelError, check_graph, load_checked, scan_archive
 
 pytestmark = pytest.mark.filterwarnings(
@@ -259,7 +259,7 @@ def test_setstate_hook_is_refused_before_loading(tmp_path: Path) -> None:
 
 def test_hook_name_is_found_in_any_record_even_across_read_chunks(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
-    padding = b"\0" * (safety._CHUNK_BYTES - 5)
+    padding = b"\0" * (archive.CHUNK_BYTES - 5)
     torch.jit.save(torch.jit.script(Exponent()), path, _extra_files={"notes": padding + b"__setstate__"})
 
     with pytest.raises(UnsafeModelError, match=r"load-time hook \[__setstate__\] in \[.*extra/notes\]"):
