@@ -1,6 +1,7 @@
 """`sidecar pipelines install`: put the ingest pipeline of one task, bound to one model, on the cluster.
 
-The bodies are the JSON files under `pipelines/` (index templates under `pipelines/templates/`), kept as a person
+The bodies are the JSON files under `pipelines/` (index templates under `pipelines/templates/`; they ship inside the
+package, as `sidecar/pipelines/`, and the top-level `pipelines` links there), kept as a person
 would paste them into Kibana's Dev Tools, with `{{name}}` placeholders filled in here. The cluster's own mustache,
 `{{{_ingest.on_failure_message}}}`, has three braces and dotted names and is left for the cluster to render.
 """
@@ -24,7 +25,7 @@ from sidecar.elastic.client import call, connect
 from sidecar.errors import EsError, illegal_argument
 from sidecar.settings import Settings
 
-PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"  # package data; `pipelines/` links here
 TASKS = ("ner", "text_classification", "zero_shot_classification", "text_embedding", "text_expansion")
 # Tasks whose output needs a mapping before the first document: vectors are not what dynamic mapping guesses.
 TEMPLATES = {
