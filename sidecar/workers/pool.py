@@ -41,6 +41,7 @@ class Stats:
     error_count: int = 0
     rejected_execution_count: int = 0
     timeout_count: int = 0
+    waited_beyond_capacity_count: int = 0  # requests queued past queue_capacity because their caller waits
 
 
 @dataclass(eq=False)
@@ -118,17 +119,27 @@ class WorkerPool:
     def capacity(self) -> int:
         return self._queue.capacity
 
+    def has_room(self, docs: int) -> bool:
+        return not self._closing and self._queue.has_room(docs)
+
     @property
     def pending(self) -> int:
         return self._queue.docs + sum(i.size for w in self._workers for i in w.batch)
 
     def submit(
-        self, texts: list[str], options: dict[str, Any], timeout: TimeValue, tokens: list[int]
+        self, texts: list[str], options: dict[str, Any], timeout: TimeValue, tokens: list[int], wait: bool = False
     ) -> asyncio.Future[list[Any]]:
-        """Queue documents at once or reject them; the future resolves to one result per document."""
-        if self._closing or not self._queue.has_room(len(texts)):
+        """Queue documents at once or reject them; the future resolves to one result per document.
+
+        `wait`: the caller would rather wait than be refused (the cluster's ingest gives a document up after a few
+        429s), so it gets in past `queue_capacity` too; what such callers hold is bounded by the node's in-flight
+        requests breaker, which counts each request's bytes until it is answered.
+        """
+        if self._closing or not (wait or self._queue.has_room(len(texts))):
             self.stats.rejected_execution_count += 1
             raise QueueFull()
+        if not self._queue.has_room(len(texts)):
+            self.stats.waited_beyond_capacity_count += 1
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout.seconds
         parts = []

@@ -15,7 +15,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.support.deploy import infer, start, uploaded
+from sidecar.importer.trace import TracedModel
+from tests.support.deploy import error_of, infer, start, uploaded
 from tests.support.es_cluster_double import EsClusterDouble, custom_request
 from tests.support.jsonpath import extract
 from tests.support.node import NodeProcess
@@ -29,7 +30,9 @@ TASK_TYPES = {
     "cb-sparse": "sparse_embedding",
     "cb-ner": "completion",
     "cb-sentiment": "completion",
+    "cb-e5": "text_embedding",
 }
+PREFIXES = {"ingest": "passage: ", "search": "query: "}  # an E5 model's prefix_strings
 
 
 def post(url, body, headers=BEARER, method="POST"):
@@ -92,19 +95,22 @@ def es(node):
 
 @pytest.fixture(scope="module")
 def deployed(node, es, traced_minilm, traced_ner, traced_classifier, traced_expansion):
-    """Model id -> the `_start` answer; MiniLM with a small queue, to see it overflow."""
+    """Model id -> the `_start` answer; MiniLM with a small queue, to see it overflow; MiniLM again with E5's
+    prefix strings."""
+    e5_config = traced_minilm.config | {"prefix_strings": PREFIXES}
+    e5 = TracedModel("cb-e5", traced_minilm.definition, e5_config, traced_minilm.vocabulary)
     models = {"cb-dense": (traced_minilm, {"queue_capacity": QUEUE}), "cb-sparse": (traced_expansion, {})}
-    models |= {"cb-ner": (traced_ner, {}), "cb-sentiment": (traced_classifier, {})}
+    models |= {"cb-ner": (traced_ner, {}), "cb-sentiment": (traced_classifier, {}), "cb-e5": (e5, {})}
     return {
         model_id: start(es, uploaded(node.url, traced, model_id), **params)
         for model_id, (traced, params) in models.items()
     }
 
 
-def custom(cluster, node, model_id, texts):
-    """The call the registered custom endpoint makes for `texts`."""
+def custom(cluster, node, model_id, texts, input_type="internal_ingest"):
+    """The call the registered custom endpoint makes for `texts` (an ingest pipeline's, unless told otherwise)."""
     endpoint = cluster.state.endpoints[model_id]
-    url, headers, body = custom_request(endpoint["service_settings"], texts, endpoint["task_type"])
+    url, headers, body = custom_request(endpoint["service_settings"], texts, endpoint["task_type"], input_type)
     assert url == f"{node.url}/_sidecar/custom/{model_id}"
     return post(url, body, headers)
 
@@ -116,7 +122,9 @@ def test_every_deployment_gets_an_endpoint_that_validates(cluster, deployed):
         [validation] = [v for v in cluster.state.validations if v["endpoint"] == model_id]
         assert validation["status"] == 200
         assert validation["body"] == (
-            {"input": "how big"} if TASK_TYPES[model_id] == "completion" else {"input": ["how big"]}
+            {"input": "how big"}
+            if TASK_TYPES[model_id] == "completion"
+            else {"input": ["how big"], "input_type": "ingest"}  # the validation call's InputType.INGEST
         )
         assert validation["headers"]["Authorization"] == f"Bearer {SECRET}"
     assert cluster.state.endpoints["cb-dense"]["service_settings"]["dimensions"] == 384
@@ -203,19 +211,60 @@ def test_routes_refuse_models_of_other_tasks(node, deployed):
     assert (status, answer["error"]["reason"]) == (400, "[input] must be a string or a non-empty array of strings")
 
 
-def test_a_full_queue_is_429_in_every_services_error_format(node, deployed):
-    """429 is the one status the custom, openai and hugging_face services all retry."""
+def test_callbacks_past_queue_capacity_wait_instead_of_429(node, es, deployed):
+    """The cluster gives a document up after a few 429s: a callback waits for a worker where `_infer` is refused."""
     too_many = [f"text {i}" for i in range(QUEUE + 1)]
-    reason = "inference process queue is full. Unable to execute command"
-    status, answer = post(f"{node.url}/_sidecar/custom/cb-dense", {"input": too_many})
-    assert (status, answer["error"]["type"], answer["error"]["reason"]) == (
+    assert error_of(lambda: infer(es, "cb-dense", too_many)) == (
         429,
         "es_rejected_execution_exception",
-        reason,
+        "inference process queue is full. Unable to execute command",
     )
-    assert post(f"{node.url}/_sidecar/hf/cb-dense", {"inputs": too_many}) == (429, {"error": reason})
-    status, answer = post(f"{node.url}/v1/embeddings", {"input": too_many, "model": "cb-dense"})
-    assert (status, answer["error"]["message"]) == (429, reason)
+    before = status(es)["cb-dense"]
+    for route, body in (
+        ("/_sidecar/custom/cb-dense", {"input": too_many}),
+        ("/_sidecar/hf/cb-dense", {"inputs": too_many}),
+        ("/v1/embeddings", {"input": too_many, "model": "cb-dense"}),
+    ):
+        answer_status, answer = post(f"{node.url}{route}", body)
+        assert answer_status == 200 and len(answer["data"] if isinstance(answer, dict) else answer) == QUEUE + 1
+    after = status(es)["cb-dense"]
+    assert after["waited_beyond_capacity_count"] - before["waited_beyond_capacity_count"] == 3
+    assert after["rejected_execution_count"] == before["rejected_execution_count"]
+    assert after["queue_capacity"] == QUEUE
+
+
+def status(es):
+    return es.perform_request("GET", "/_sidecar/status").body["deployments"]
+
+
+def unit(vectors):
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_ingest_and_search_callbacks_get_their_prefix_strings(cluster, node, es, deployed):
+    """What the registered endpoint renders for each input type reaches the model with the model's prefix: the
+    vectors are those `_infer` (which applies none) gives for the prefixed texts, and they differ."""
+    expected = {
+        kind: unit([r["predicted_value"] for r in infer(es, "cb-e5", [prefix + t for t in TEXTS])])
+        for kind, prefix in PREFIXES.items()
+    }
+    bare = unit([r["predicted_value"] for r in infer(es, "cb-e5", TEXTS)])
+    assert not np.allclose(expected["ingest"], expected["search"], atol=1e-3)
+    assert not np.allclose(expected["ingest"], bare, atol=1e-3)
+    for input_type, kind in (("ingest", "ingest"), ("search", "search"), ("internal_ingest", "ingest")):
+        answer_status, answer = custom(cluster, node, "cb-e5", TEXTS, input_type)
+        assert answer_status == 200
+        assert np.allclose(extract(answer, "$.data[*].embedding"), expected[kind], atol=1e-5), input_type
+    # hugging_face and openai requests carry no input type: ingest, what nearly every callback is
+    assert np.allclose(post(f"{node.url}/_sidecar/hf/cb-e5", {"inputs": TEXTS})[1], expected["ingest"], atol=1e-5)
+    answer = post(f"{node.url}/v1/embeddings", {"input": TEXTS, "model": "cb-e5"})[1]
+    assert np.allclose(extract(answer, "$.data[*].embedding"), expected["ingest"], atol=1e-5)
+
+
+def test_an_unknown_input_type_is_refused(node, deployed):
+    answer_status, answer = post(f"{node.url}/_sidecar/custom/cb-e5", {"input": TEXTS, "input_type": "query"})
+    assert (answer_status, answer["error"]["reason"]) == (400, "[input_type] must be [ingest] or [search], got [query]")
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,14 @@
 """What a cluster of each version and license can take, and the endpoint bodies it gets."""
 
+import json
+
 import pytest
 
 from sidecar.elastic.endpoints import endpoint_body, endpoint_task, force_delete_params
 from sidecar.elastic.link import with_reason
 from sidecar.elastic.probe import ClusterInfo, capability, parse_version
+from sidecar.workers.cores import usable_cores
+from tests.support.es_cluster_double import custom_request
 
 
 def info(version, license_type="trial", status="active"):
@@ -76,14 +80,32 @@ def test_hugging_face_bodies_leave_out_what_old_versions_refuse():
     }
     assert force_delete_params(info("8.12.2")) == {}
     recent = endpoint_body(info("9.0.3"), "sparse_embedding", "m", "http://node:9700", "s", 32)
-    assert recent["service_settings"]["rate_limit"] == {"requests_per_minute": 600_000}
+    assert recent["service_settings"]["rate_limit"] == {"requests_per_minute": 60_000 * len(usable_cores())}
     assert force_delete_params(info("9.0.3")) == {"force": "true"}
 
 
-def test_custom_completion_has_no_batch_size_or_similarity():
+def test_custom_completion_has_no_batch_size_similarity_or_input_type():
     settings = endpoint_body(info("9.1.5"), "completion", "m", "http://node:9700", "s", 32)["service_settings"]
     assert settings["response"] == {"json_parser": {"completion_result": "$.result"}}
-    assert "batch_size" not in settings and "similarity" not in settings
+    assert settings["request"] == '{"input": ${input}}'  # CompletionParameters has no ${input_type}
+    assert not {"batch_size", "similarity", "input_type"} & set(settings)
+
+
+@pytest.mark.parametrize("task_type", ["text_embedding", "sparse_embedding"])
+@pytest.mark.parametrize(
+    ("input_type", "sent"),
+    [
+        ("internal_ingest", "ingest"),  # ingest pipelines and semantic_text: never a translation key, the default
+        ("internal_search", "ingest"),  # semantic and knn queries: the same
+        ("ingest", "ingest"),  # a direct _inference call with input_type
+        ("search", "search"),
+    ],
+)
+def test_custom_embeddings_carry_the_input_type(task_type, input_type, sent):
+    settings = endpoint_body(info("9.1.5"), task_type, "m", "http://node:9700", "s", 32)["service_settings"]
+    _, _, body = custom_request(settings, ["a", "b"], task_type, input_type)
+    assert json.loads(body) == {"input": ["a", "b"], "input_type": sent}
+    assert settings["rate_limit"] == {"requests_per_minute": 60_000 * len(usable_cores())}
 
 
 def test_the_reason_sits_after_allocation_state():

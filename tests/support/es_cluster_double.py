@@ -147,11 +147,19 @@ class EsClusterDouble(LoopbackServer):
 
 
 # the custom service's request, as Elasticsearch renders it ---------------------------------------------------
-def custom_request(settings: Json, inputs: list[str], task_type: str) -> tuple[str, dict[str, str], bytes]:
+def custom_request(
+    settings: Json, inputs: list[str], task_type: str, input_type: str = "internal_ingest"
+) -> tuple[str, dict[str, str], bytes]:
     """URL, headers and body of the call the `custom` service makes for `inputs` (CustomRequest): body values are
-    substituted JSON-encoded, url and header values raw; `${input}` is the first input alone for completion."""
+    substituted JSON-encoded, url and header values raw; `${input}` is the first input alone for completion.
+    `${input_type}` is `input_type.translation[<the request's InputType>]`, else `input_type.default`, else ""
+    (EmbeddingParameters, InputTypeTranslator). Translation keys are only ingest, search, classification and
+    clustering; ingest pipelines and semantic_text send `internal_ingest`, queries `internal_search`
+    (CoordinatedInferenceAction, ShardBulkInferenceActionFilter, SemanticQueryBuilder), so only a direct
+    `_inference` call with `input_type` is translated."""
     secrets = settings.get("secret_parameters", {})
-    raw = {**secrets, "input_type": ""}
+    translator = settings.get("input_type", {})
+    raw = {**secrets, "input_type": translator.get("translation", {}).get(input_type, translator.get("default", ""))}
     encoded = {key: orjson.dumps(value).decode() for key, value in raw.items()}
     encoded["input"] = orjson.dumps(inputs[0] if task_type == "completion" else inputs).decode()
     url = _substitute(settings["url"], raw, "url")

@@ -5,9 +5,17 @@
 - `POST /v1/embeddings`: OpenAI's embeddings shape, for the `openai` service and OpenAI-compatible tools.
 
 With a shared secret set they accept only `Authorization: Bearer <secret>`. Errors come in the format each service
-parses; a full queue is 429, the one status every service retries. Dense vectors are scaled to unit length, so
-`cosine` and `dot_product` endpoints agree (`dot_product`, which `custom` and `openai` endpoints store when no
-similarity is given, needs unit vectors).
+parses. Dense vectors are scaled to unit length, so `cosine` and `dot_product` endpoints agree (`dot_product`, which
+`custom` and `openai` endpoints store when no similarity is given, needs unit vectors).
+
+Under load a callback waits for a worker instead of taking a 429: the cluster gives a document up after a few
+429s (from 8.15 `RetryingHttpSender` makes at most 3 attempts, about 1 s then 2 s apart; 8.12-8.14 retry for
+30 s; a `custom` endpoint's 5xx is never retried, `CustomResponseHandler`). A 429 is the last resort: the node's
+in-flight-requests breaker (the memory callbacks may hold while they wait), or the callback deadline.
+
+The model's `prefix_strings` follow the body's `input_type` (`ingest`, the default, or `search`), which a `custom`
+endpoint fills from its `${input_type}` template; `hugging_face` and `openai` requests carry none, so they get the
+ingest prefix.
 """
 
 from __future__ import annotations
@@ -28,9 +36,13 @@ from sidecar.api.wire import EsRequest, raw_json
 from sidecar.elastic.secret import bearer_matches
 from sidecar.errors import EsError, illegal_argument, status_exception
 
-# Ingest waits for an endpoint without limit and retries a 429 for up to 30 s; a minute in the queue is plenty.
-_TIMEOUT = TimeValue(60.0, "60s")
+# How long a callback may wait for a worker. The cluster's HTTP client sets no read timeout (only
+# `xpack.inference.http.connect_timeout`, 5 s, HttpClientManager) and ingest waits without limit
+# (InferModelAction DEFAULT_TIMEOUT_FOR_INGEST); the shortest wait above a callback is the 30 s of a PUT's
+# validation call and of a direct `_inference` call (InferenceAction.Request.DEFAULT_TIMEOUT). Stay under it.
+_DEADLINE = TimeValue(25.0, "25s")
 _DENSE, _SPARSE = "text_embedding", "text_expansion"
+INGEST, SEARCH = "ingest", "search"
 
 Answer = Callable[[Context, EsRequest], Awaitable[Any]]
 Route = Callable[[Context, EsRequest], Awaitable[Response]]
@@ -58,9 +70,10 @@ async def custom(ctx: Context, request: EsRequest) -> Any:
     """Dense: `{"data":[{"embedding":[...]}]}`; sparse: `{"data":[{"embedding":[{"token","weight"}]}]}`; any
     other task: `{"result": "<the task's result JSON>"}` (a list of them when `input` is a list)."""
     model_id = request.path_params["model_id"]
-    inputs = request.object(required=True).get("input")
+    body = request.object(required=True)
+    inputs = body.get("input")
     config = await _config(ctx, model_id)
-    results = await _infer(ctx, request, model_id, config, _texts(inputs, "input"))
+    results = await _infer(ctx, request, model_id, config, _texts(inputs, "input"), _input_type(body))
     task = _task(config)
     if task == _DENSE:
         return {"data": [{"embedding": vector} for vector in _unit_vectors(results, config)]}
@@ -79,10 +92,11 @@ async def custom(ctx: Context, request: EsRequest) -> Any:
 async def hugging_face(ctx: Context, request: EsRequest) -> Any:
     """Dense: `[[...], ...]`; sparse: `[{token: weight}, ...]`, one per input."""
     model_id = request.path_params["model_id"]
-    texts = _texts(request.object(required=True).get("inputs"), "inputs")
+    body = request.object(required=True)
+    texts = _texts(body.get("inputs"), "inputs")
     config = await _config(ctx, model_id)
     _require(model_id, config, (_DENSE, _SPARSE), "/_sidecar/hf")
-    results = await _infer(ctx, request, model_id, config, texts)
+    results = await _infer(ctx, request, model_id, config, texts, _input_type(body))
     return _unit_vectors(results, config) if _task(config) == _DENSE else _values(results, config)
 
 
@@ -95,7 +109,8 @@ async def openai_embeddings(ctx: Context, request: EsRequest) -> Any:
         raise illegal_argument("[model] must be the id of a deployed text_embedding model")
     config = await _config(ctx, model_id)
     _require(model_id, config, (_DENSE,), "/v1/embeddings")
-    vectors = _unit_vectors(await _infer(ctx, request, model_id, config, _texts(body.get("input"), "input")), config)
+    texts = _texts(body.get("input"), "input")
+    vectors = _unit_vectors(await _infer(ctx, request, model_id, config, texts, _input_type(body)), config)
     encode = _base64 if body.get("encoding_format") == "base64" else _as_is
     data = [{"object": "embedding", "index": i, "embedding": encode(vector)} for i, vector in enumerate(vectors)]
     return {"object": "list", "data": data, "model": model_id}
@@ -115,10 +130,25 @@ async def _config(ctx: Context, model_id: str) -> dict[str, Any]:
 
 
 async def _infer(
-    ctx: Context, request: EsRequest, model_id: str, config: dict[str, Any], texts: list[str]
+    ctx: Context, request: EsRequest, model_id: str, config: dict[str, Any], texts: list[str], input_type: str
 ) -> list[bytes]:
-    field = config["input"]["field_names"][0]
-    return await run_inference(ctx, request.http, model_id, {"docs": [{field: text} for text in texts]}, _TIMEOUT)
+    """Wait for a worker (here or on a node with room); past the deadline ask for a retry (429) rather than give
+    the document up (a 408 is not retried)."""
+    docs = {"docs": [{config["input"]["field_names"][0]: text} for text in texts]}
+    try:
+        return await run_inference(ctx, request.http, model_id, docs, _DEADLINE, input_type=input_type, wait=True)
+    except EsError as error:
+        if error.status == 408:
+            raise EsError(429, "es_rejected_execution_exception", error.reason) from None
+        raise
+
+
+def _input_type(body: dict[str, Any]) -> str:
+    """`ingest` (also for an empty value, what a `custom` endpoint without `input_type` settings sends) or `search`."""
+    value = body.get("input_type") or INGEST
+    if value not in (INGEST, SEARCH):
+        raise illegal_argument(f"[input_type] must be [{INGEST}] or [{SEARCH}], got [{value}]")
+    return value
 
 
 def _texts(value: Any, key: str) -> list[str]:

@@ -59,12 +59,14 @@ async def run_inference(
     timeout: TimeValue,
     legacy: bool = False,
     input_type: str | None = None,
+    wait: bool = False,
 ) -> list[bytes]:
     """Run an `_infer` body here, or on another node when this one does not serve the model or is full.
 
     Returns one serialized Elasticsearch result object per document. Every route that infers comes through here.
     `input_type` (`ingest` | `search`) selects the model's prefix string; the REST `_infer` API applies none
-    (Elasticsearch's PrefixType.NONE), ingest and search callers apply theirs.
+    (Elasticsearch's PrefixType.NONE), ingest and search callers apply theirs. `wait`: when this node is full and
+    no other has room, queue here anyway (bounded by memory) rather than answer 429.
     """
     forwarded = FORWARDED_HEADER in http.headers
     if forwarded:
@@ -77,13 +79,14 @@ async def run_inference(
     texts = _texts(body, deployment.config, legacy, ctx.settings.max_docs_per_request, ctx.settings.max_text_chars)
     prefix = (deployment.config.get("prefix_strings") or {}).get(input_type or "", "")
     options = _options(model_id, deployment.config, body.get("inference_config"))
-    try:
-        inputs = [prefix + t for t in texts] if prefix else texts
-        future = deployment.pool.submit(inputs, options, timeout, _estimated_tokens(texts, options))
-    except QueueFull:
-        if forwarded:
-            raise
-        return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=True)
+    if not forwarded and not deployment.pool.has_room(len(texts)):
+        try:
+            return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=True)
+        except EsError as error:  # no other node had room: wait here, or be refused here
+            if error.status != 429:
+                raise
+    inputs = [prefix + t for t in texts] if prefix else texts
+    future = deployment.pool.submit(inputs, options, timeout, _estimated_tokens(texts, options), wait=wait)
     return await _await_result(http, deployment, future, timeout)
 
 

@@ -46,6 +46,11 @@ async def status(ctx: Context, request: EsRequest) -> Any:
             "model_threads": stats["model_threads"],
             "batching": "batched" if stats["batching"] else "row_by_row",
             "number_of_pending_requests": stats["number_of_pending_requests"],
+            "queue_capacity": stats["queue_capacity"],
+            # callbacks that waited past queue_capacity instead of a 429, and the 429s and timeouts there were
+            "waited_beyond_capacity_count": stats["waited_beyond_capacity_count"],
+            "rejected_execution_count": stats["rejected_execution_count"],
+            "timeout_count": stats["timeout_count"],
             "workers": ctx.deployments.local[model_id].pool.describe_workers(),
         }
     return {
