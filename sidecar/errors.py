@@ -78,5 +78,12 @@ def validation_failed(messages: list[str], type_: str = "action_request_validati
     return EsError(400, type_, f"Validation Failed: {text}")
 
 
+def disk_full(index: str) -> EsError:
+    """Elasticsearch's answer to a write at the flood-stage disk watermark: the index turns read-only, deletes still
+    work (ClusterBlockException of the read-only-allow-delete block)."""
+    block = "TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has read-only-allow-delete block"
+    return EsError(429, "cluster_block_exception", f"index [{index}] blocked by: [{block}];")
+
+
 def model_not_found(model_id: str) -> EsError:
     return not_found(f"Could not find trained model [{model_id}]")

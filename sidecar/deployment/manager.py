@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sidecar.cluster.node import Node
@@ -146,17 +147,15 @@ class Deployments:
         model_id = deployment["model_id"]
         params = deployment["task_parameters"]
         threads = plan(params["inference_threads"], params["model_threads"], list(self.node.cores))
-        await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTING, "")
         try:
+            await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTING, "")
             config, specs = await asyncio.to_thread(
                 self._worker_specs, model_id, threads.inference_threads, threads.worker_cores
             )
             pool = WorkerPool(specs, params["queue_capacity"], self.settings.max_batch_docs)
             await pool.start()
-        except EsError as exc:
-            log.error("deployment [%s] failed to start on this node: %s", model_id, exc.reason)
-            self._failed.add((model_id, deployment["start_time"]))
-            await asyncio.to_thread(self.store.put_route, model_id, self.node.id, FAILED, exc.reason, exc.status)
+        except Exception as exc:  # a start that fails says why in its routing entry, never in a lost task
+            await self._failed_here(deployment, exc)
             return
         finally:
             self._starting.pop(model_id, None)
@@ -166,10 +165,26 @@ class Deployments:
         await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTED, threads.reason)
         self.wake()  # the deployment may have been stopped while it started
 
+    async def _failed_here(self, deployment: dict[str, Any], exc: Exception) -> None:
+        """Mark this node's entry `failed` with the reason, leaving no assembled definition behind."""
+        model_id = deployment["model_id"]
+        error = exc if isinstance(exc, EsError) else status_exception(500, f"{type(exc).__name__}: {exc}")
+        log.error("deployment [%s] failed to start on this node: %s", model_id, error.reason, exc_info=error is not exc)
+        self._failed.add((model_id, deployment["start_time"]))
+        self._definition_path(model_id).unlink(missing_ok=True)
+        try:
+            await asyncio.to_thread(self.store.put_route, model_id, self.node.id, FAILED, error.reason, error.status)
+        except Exception:
+            log.exception("could not record the failed start of [%s]", model_id)
+
+    def _definition_path(self, model_id: str) -> Path:
+        return self.settings.data_dir / "definitions" / f"{model_id}.pt"
+
     async def _stop_local(self, model_id: str, drain: bool = False) -> None:
         local = self.local.pop(model_id, None)
         if local is not None:
             await local.pool.stop(drain=drain)
+            self._definition_path(model_id).unlink(missing_ok=True)  # its workers are gone: the disk space goes too
         await asyncio.to_thread(self.store.delete_route, model_id, self.node.id)
 
     def _worker_specs(
@@ -180,7 +195,7 @@ class Deployments:
         vocabulary = self.store.get_vocabulary(model_id)
         if config is None or vocabulary is None:
             raise status_exception(404, f"Could not find trained model [{model_id}]")
-        path = write_definition(self.store.iter_definition(model_id), self.settings.data_dir / "definitions" / f"{model_id}.pt")
+        path = write_definition(self.store.iter_definition(model_id), self._definition_path(model_id))
         task, task_config = next(iter(config["inference_config"].items()))
         return config, [
             WorkerSpec(

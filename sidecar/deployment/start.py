@@ -155,12 +155,14 @@ def reached(allocation: dict[str, Any], wait_for: str) -> bool:
 
 
 def failure(model_id: str, allocation: dict[str, Any]) -> EsError | None:
-    """Every node failed: a refused model is the caller's 400, anything else Elasticsearch's 500."""
+    """Every node failed: one client-side cause on every node (a refused model's 400, a full disk's 429) is answered
+    with its own status and reason, anything else with Elasticsearch's 500."""
     routes = allocation["routes"]
     if not routes or any(r["routing_state"] != "failed" for r in routes.values()):
         return None
-    if all(r["error_status"] == 400 for r in routes.values()):
-        return status_exception(400, next(iter(routes.values()))["reason"])
+    statuses = {r["error_status"] for r in routes.values()}
+    if len(statuses) == 1 and statuses.issubset({400, 429}):
+        return status_exception(statuses.pop(), next(iter(routes.values()))["reason"])
     errors = ", ".join(f"{node}={r['reason']}" for node, r in routes.items())
     return status_exception(500, f"Could not start trained model deployment, the following nodes failed with errors [{{{errors}}}]")
 

@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from sidecar.errors import EsError, illegal_argument, validation_failed
+from sidecar.models import fields
+from sidecar.models.tokenization.base import parse_failure
 
 NATIVE_INDEX = ".ml-inference-native-000002"  # where 9.x keeps NLP definitions and vocabularies
 CONFIG_VERSION = "12.0.0"  # MlConfigVersion.CURRENT reported by 9.x in a config's `version`
@@ -23,12 +25,19 @@ NLP_TASKS = (
 )
 _ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9_\-.]*[a-z0-9])?")
 _ID_LIMIT = 64
-_ACCEPTED = {
-    "model_id", "description", "model_type", "inference_config", "input", "metadata", "tags", "prefix_strings",
-    "platform_architecture", "definition", "compressed_definition", "estimated_heap_memory_usage_bytes",
-    "model_size_bytes", "estimated_operations", "default_field_map", "location", "version", "created_by",
-    "create_time", "license_level", "model_package",
+# TrainedModelConfig's strict parser: each field and the JSON types it takes
+_FIELDS = {
+    "model_id": fields.STRING, "created_by": fields.STRING, "version": fields.STRING, "description": fields.STRING,
+    "create_time": fields.VALUE, "tags": fields.STRING_ARRAY, "metadata": fields.OBJECT, "input": fields.OBJECT,
+    "definition": fields.OBJECT, "compressed_definition": fields.STRING,
+    "estimated_heap_memory_usage_bytes": fields.LONG, "model_size_bytes": fields.LONG,
+    "estimated_operations": fields.LONG, "license_level": fields.STRING, "default_field_map": fields.OBJECT,
+    "inference_config": fields.OBJECT, "location": fields.OBJECT, "model_type": fields.STRING,
+    "platform_architecture": fields.STRING, "prefix_strings": fields.OBJECT, "model_package": fields.OBJECT,
 }  # fmt: skip
+_PARSER = "trained_model_config"
+_INPUT_PARSER = "trained_model_config_input"
+_INPUT_FIELD_NAMES = "field_names"
 _READ_ONLY = ("version", "created_by", "create_time", "license_level", "location", "model_package")
 
 BUILTIN_LANG_IDENT: dict[str, Any] = {
@@ -66,9 +75,7 @@ def build_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Validate a PUT body and return the config as it will be stored and returned by GET."""
     from sidecar.models.tasks import validate_task_config  # task rules live with each task
 
-    unknown = sorted(set(body) - _ACCEPTED)
-    if unknown:
-        raise EsError(400, "x_content_parse_exception", f"[trained_model_config] unknown field [{unknown[0]}]")
+    body = _parsed(body)
     if body.get("model_id", model_id) != model_id:
         raise illegal_argument(
             f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from '{model_id}' "
@@ -84,6 +91,45 @@ def build_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
     return _stored(model_id, model_type, inference_config, body)
 
 
+def _parsed(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with every field of the type its parser declares; numbers and string arrays read as Elasticsearch
+    reads them."""
+    fields.check_fields(_PARSER, body, _FIELDS)
+    parsed = dict(body)
+    for name in ("estimated_heap_memory_usage_bytes", "model_size_bytes", "estimated_operations"):
+        if name in parsed:
+            parsed[name] = fields.long_value(_PARSER, name, parsed[name])
+    if "tags" in parsed:
+        parsed["tags"] = fields.string_array(_PARSER, "tags", parsed["tags"])
+    if "input" in parsed:
+        parsed["input"] = _nested(parsed["input"], "input", _input)
+    for name in ("default_field_map", "prefix_strings"):  # maps of strings
+        if name in parsed and not all(isinstance(v, str) for v in parsed[name].values()):
+            raise parse_failure(_PARSER, name)
+    inference_config = parsed.get("inference_config", {})
+    if not all(isinstance(settings, dict) for settings in inference_config.values()):
+        raise parse_failure(_PARSER, "inference_config")
+    return parsed
+
+
+def _input(value: dict[str, Any]) -> dict[str, Any]:
+    """TrainedModelInput's parser."""
+    fields.check_fields(_INPUT_PARSER, value, {"field_names": fields.STRING_ARRAY})
+    if "field_names" not in value:
+        raise illegal_argument(f"Required [{_INPUT_FIELD_NAMES}]")
+    return {"field_names": fields.string_array(_INPUT_PARSER, _INPUT_FIELD_NAMES, value["field_names"])}
+
+
+def _nested(value: dict[str, Any], name: str, parse: Any) -> Any:
+    """An inner object's parse error, wrapped the way ObjectParser wraps it."""
+    try:
+        return parse(value)
+    except EsError as inner:
+        error = parse_failure(_PARSER, name)
+        error.caused_by = inner
+        raise error from None
+
+
 def _creation_errors(model_id: str, body: dict[str, Any]) -> list[str]:
     errors = []
     if body.get("definition") is not None and body.get("location") is not None:
@@ -93,16 +139,15 @@ def _creation_errors(model_id: str, body: dict[str, Any]) -> list[str]:
     if not isinstance(body.get("inference_config"), dict):
         errors.append("[inference_config] must not be null.")
     errors += model_id_errors(model_id)
-    tags = body.get("tags") or []
-    if not isinstance(tags, list) or any(not isinstance(t, str) or model_id_errors(t) for t in tags):
+    tags = body.get("tags", [])
+    if any(model_id_errors(t) for t in tags):
         errors.append(
             f"Invalid tags {_java_list(tags)}; must only can contain lowercase alphanumeric (a-z and 0-9), hyphens "
             "or underscores, must start and end with alphanumeric, and must be less than 64 characters."
         )
     elif model_id in tags:
         errors.append("none of the tags must equal the model_id")
-    field_names = (body.get("input") or {"field_names": ["text_field"]}).get("field_names")
-    if not isinstance(field_names, list) or not field_names:
+    if not body.get("input", {"field_names": ["text_field"]})["field_names"]:
         errors.append("[input.field_names] must not be empty")
     errors += [f"illegal to set [{key}] at inference model creation" for key in _READ_ONLY if key in body]
     return errors
@@ -113,7 +158,6 @@ def _nlp_inference_config(inference_config: dict[str, Any], validate: Any) -> di
         names = ", ".join(inference_config)
         raise illegal_argument(f"Unknown or unsupported inference config [{names}] for a [pytorch] model")
     task, settings = next(iter(inference_config.items()))
-    settings = settings or {}
     if "vocabulary" in settings:
         raise illegal_argument("illegal setting [vocabulary] on inference model creation")
     validated = validate(task, settings)
@@ -156,5 +200,5 @@ def _stored(model_id: str, model_type: str, inference_config: dict[str, Any], bo
     return config
 
 
-def _java_list(values: Any) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]" if isinstance(values, list) else f"[{values}]"
+def _java_list(values: list[str]) -> str:
+    return "[" + ", ".join(values) + "]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -12,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from sidecar.errors import disk_full
 from sidecar.ids import new_id
 from sidecar.store.base import AlreadyExists, PartInfo, Store
 
@@ -29,6 +32,13 @@ CREATE TABLE IF NOT EXISTS routes (
 CREATE TABLE IF NOT EXISTS nodes (node_id TEXT PRIMARY KEY, doc BLOB NOT NULL, last_seen REAL NOT NULL);
 """
 _BUSY_TIMEOUT_MS = 10_000
+# Room kept aside for deletes, so a full disk can be emptied: a delete writes new freelist and pointer-map pages
+# to the WAL (about 2 MiB per GiB deleted) before it frees anything.
+_RESERVE_BYTES = 4 << 20
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+_VACUUM_STEP_PAGES = 256  # pages given back per step: the WAL never needs more than this much room at once
+
+log = logging.getLogger(__name__)
 
 
 class SqliteStore(Store):
@@ -38,11 +48,13 @@ class SqliteStore(Store):
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._reserve = self._path.with_name(f"{self._path.name}.reserve")
         with self._write() as db:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 db.execute(statement)
             db.execute("INSERT OR IGNORE INTO meta VALUES ('cluster_uuid', ?)", (new_id(),))
         self._cluster_uuid = self._read_one("SELECT value FROM meta WHERE key = 'cluster_uuid'")[0]
+        self._refill_reserve()
 
     @property
     def cluster_uuid(self) -> str:
@@ -53,21 +65,64 @@ class SqliteStore(Store):
         if db is None:
             db = sqlite3.connect(self._path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
             db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file: freed pages can go back
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA secure_delete = OFF")  # zeroing freed pages writes them all: no delete on a full disk
             self._local.db = db
         return db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, freeing: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction; Elasticsearch's flood-stage block (429) when the disk has no room for it.
+
+        A `freeing` write (a delete) may spend the room kept aside for it, so it works on a full disk; afterwards
+        the pages it freed go back to the filesystem and the reserve is put back where there is room.
+        """
+        if freeing:
+            self._reserve.unlink(missing_ok=True)
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # SQLite has already rolled back a transaction that ran out of room
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+                raise
+            log.error("no room on disk for a write to %s: %s", self._path, exc)
+            raise disk_full(self._path.name) from None
+        finally:
+            if freeing:
+                self._give_back_freed_pages(db)
+
+    def _give_back_freed_pages(self, db: sqlite3.Connection) -> None:
+        """Shrink the file by what deletes freed, a step at a time; best effort, the delete itself is done."""
+        try:
+            if db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+                return  # a file made before auto-vacuum was set keeps its free pages for reuse
+            while db.execute("PRAGMA freelist_count").fetchone()[0]:
+                db.execute(f"PRAGMA incremental_vacuum({_VACUUM_STEP_PAGES})").fetchall()
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.OperationalError as exc:
+            log.warning("could not give freed pages back to the filesystem: %s", exc)
+        self._refill_reserve()
+
+    def _refill_reserve(self) -> None:
+        """Keep `_RESERVE_BYTES` on disk for deletes, where there is room for it."""
+        if self._reserve.exists():
+            return
+        partial = self._reserve.with_name(f"{self._reserve.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            with open(partial, "wb") as out:
+                out.write(bytes(_RESERVE_BYTES))
+            os.replace(partial, self._reserve)
+        except OSError:
+            partial.unlink(missing_ok=True)
 
     def _read_one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         return self._db().execute(sql, args).fetchone()
@@ -92,7 +147,7 @@ class SqliteStore(Store):
         return [orjson.loads(r[0]) for r in rows]
 
     def delete_model(self, model_id: str) -> bool:
-        with self._write() as db:
+        with self._write(freeing=True) as db:
             deleted = db.execute("DELETE FROM models WHERE model_id = ?", (model_id,)).rowcount
             db.execute("DELETE FROM definition_parts WHERE model_id = ?", (model_id,))
             db.execute("DELETE FROM vocabularies WHERE model_id = ?", (model_id,))
@@ -146,7 +201,7 @@ class SqliteStore(Store):
                 db.execute("UPDATE deployments SET doc = ? WHERE model_id = ?", (orjson.dumps(doc), model_id))
 
     def delete_deployment(self, model_id: str) -> None:
-        with self._write() as db:
+        with self._write(freeing=True) as db:
             db.execute("DELETE FROM deployments WHERE model_id = ?", (model_id,))
             db.execute("DELETE FROM routes WHERE model_id = ?", (model_id,))
 
@@ -168,7 +223,7 @@ class SqliteStore(Store):
         }
 
     def delete_route(self, model_id: str, node_id: str) -> None:
-        with self._write() as db:
+        with self._write(freeing=True) as db:
             db.execute("DELETE FROM routes WHERE model_id = ? AND node_id = ?", (model_id, node_id))
 
     # nodes --------------------------------------------------------------------------------------
@@ -181,7 +236,7 @@ class SqliteStore(Store):
         return [{**orjson.loads(doc), "last_seen": seen} for doc, seen in rows]
 
     def remove_node(self, node_id: str) -> None:
-        with self._write() as db:
+        with self._write(freeing=True) as db:
             db.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
             db.execute("DELETE FROM routes WHERE node_id = ?", (node_id,))
 

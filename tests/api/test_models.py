@@ -3,6 +3,7 @@
 import base64
 
 import pytest
+from elasticsearch import ApiError
 
 from tests.support.deploy import error_of
 
@@ -126,7 +127,8 @@ def test_bad_base64_is_a_400(es):
     put_config(es, "store-b64")
     status, kind, reason = error_of(lambda: put_part(es, "store-b64", 0, {"definition": "!!!!", "total_definition_length": 3, "total_parts": 1}))
     assert (status, kind) == (400, "x_content_parse_exception")
-    assert reason == "[put_trained_model_definition_part_action] failed to parse field [definition]"
+    # the name of PutTrainedModelDefinitionPartAction.Request's parser
+    assert reason == "[put_trained_model_part_action] failed to parse field [definition]"
 
 
 def test_duplicate_part_is_already_exists(es):
@@ -205,3 +207,70 @@ def test_the_builtin_model_cannot_be_deleted(es):
     assert error_of(lambda: es.ml.delete_trained_model(model_id="lang_ident_model_1")) == (
         400, "status_exception", "Unable to delete model [lang_ident_model_1] as it is required by machine learning",
     )  # fmt: skip
+
+
+def _start_error(es, model_id):
+    return error_of(lambda: es.perform_request("POST", f"/_ml/trained_models/{model_id}/deployment/_start"))
+
+
+def _fully_defined(es, model_id):
+    return es.ml.get_trained_models(model_id=model_id, include="definition_status")["trained_model_configs"][0]["fully_defined"]
+
+
+def _truncated(model_id):
+    return 400, "status_exception", f"Model definition truncated. Unable to deserialize trained model definition [{model_id}]"
+
+
+@pytest.mark.parametrize(
+    "model_id, parts",
+    [
+        ("lie-gap", [(0, b"abcdef", 9, 3), (2, b"ghi", 9, 3)]),  # part 1 missing, lengths still add up
+        ("lie-last-only", [(9999, b"abcd", 4, 10000)]),  # only the last of 10000 parts
+        ("lie-first-only", [(0, b"abcd", 4, 2)]),  # the whole length in part 0 of 2
+    ],
+)
+def test_a_definition_with_missing_parts_is_truncated_however_its_lengths_add_up(es, model_id, parts):
+    put_config(es, model_id)
+    for part, data, total_length, total_parts in parts:
+        put_part(es, model_id, part, part_body(data, total_length, total_parts))
+    assert _fully_defined(es, model_id) is False
+    assert _start_error(es, model_id) == _truncated(model_id)
+
+
+def test_parts_that_disagree_on_total_parts_are_inconsistent(es):
+    put_config(es, "lie-parts")
+    for part, total_parts in ((0, 7), (1, 2), (2, 3)):
+        put_part(es, "lie-parts", part, part_body(b"abc", 9, total_parts))
+    assert _fully_defined(es, "lie-parts") is False
+    assert _start_error(es, "lie-parts") == (
+        400, "status_exception",
+        "[lie-parts] [total_parts] must be the same in all model definition parts. The value [2] in model definition "
+        "part [1] does not match the value [7] in part [0]. Unable to deploy model, please delete and recreate the "
+        "model definition",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "field, value, kind",
+    [
+        ("total_definition_length", 2**63, "long (-9223372036854775808 - 9223372036854775807)"),
+        ("total_parts", 2**31, "int (-2147483648 - 2147483647)"),
+    ],
+)
+def test_numbers_out_of_javas_range_are_parse_errors(es, field, value, kind):
+    model_id = f"store-range-{abs(value)}"
+    put_config(es, model_id)
+    with pytest.raises(ApiError) as caught:
+        put_part(es, model_id, 0, {**part_body(b"abcd", 4, 1), field: value})
+    assert caught.value.meta.status == 400
+    error = caught.value.body["error"]
+    assert (error["type"], error["reason"]) == (
+        "x_content_parse_exception", f"[put_trained_model_part_action] failed to parse field [{field}]",
+    )  # fmt: skip
+    assert error["caused_by"]["reason"] == f"Numeric value ({value}) out of range of {kind}"
+
+
+def test_a_whole_definition_at_javas_largest_long_is_stored_and_refused_as_truncated(es):
+    put_config(es, "store-maxlong")
+    put_part(es, "store-maxlong", 0, part_body(b"abcd", 2**63 - 1, 1))
+    assert _start_error(es, "store-maxlong") == _truncated("store-maxlong")

@@ -10,6 +10,7 @@ from sidecar.api.endpoint import Context
 from sidecar.api.timevalue import iso_millis
 from sidecar.api.wire import EsRequest
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
+from sidecar.models import fields
 from sidecar.models.config import BUILTIN_LANG_IDENT, build_config
 from sidecar.models.definition import check_whole, parse_part, part_exists
 from sidecar.store.base import AlreadyExists
@@ -17,6 +18,8 @@ from sidecar.store.base import AlreadyExists
 _INCLUDES = ("hyperparameters", "definition", "feature_importance_baseline", "definition_status", "total_feature_importance")
 _GENERATED = ("created_by", "version", "create_time", "model_size_bytes", "estimated_operations", "license_level")
 ACKNOWLEDGED = {"acknowledged": True}
+_VOCABULARY_PARSER = "put_trained_model_vocabulary"
+_VOCABULARY_FIELDS = {"vocabulary": fields.STRING_ARRAY, "merges": fields.STRING_ARRAY, "scores": fields.DOUBLE_ARRAY}
 
 
 async def put_model(ctx: Context, request: EsRequest) -> Any:
@@ -50,24 +53,30 @@ async def put_definition_part(ctx: Context, request: EsRequest) -> Any:
 async def put_vocabulary(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]
     request.params.finish()
-    body = request.object(required=True)
-    vocabulary, scores = body.get("vocabulary"), body.get("scores")
-    errors = []
-    if not isinstance(vocabulary, list) or not vocabulary:
-        errors.append("[vocabulary] must not be empty")
-    elif scores is not None and (not isinstance(scores, list) or len(scores) != len(vocabulary)):
-        errors.append("[scores] must have same length as [vocabulary]")
-    if errors:
-        raise validation_failed(errors)
+    doc = _vocabulary(request.object(required=True))
     config = await model_or_404(ctx, model_id)
     if config.get("model_type") != "pytorch":
         raise status_exception(400, f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
-    doc = {key: body[key] for key in ("vocabulary", "merges", "scores") if body.get(key) is not None}
     try:
         await asyncio.to_thread(ctx.store.put_vocabulary, model_id, doc)
     except AlreadyExists:
         raise EsError(400, "resource_already_exists_exception", f"Trained machine learning model [{model_id}] vocabulary already exists") from None
     return ACKNOWLEDGED
+
+
+def _vocabulary(body: dict[str, Any]) -> dict[str, Any]:
+    """PutTrainedModelVocabularyAction.Request's parser and validation: the document as stored."""
+    fields.check_fields(_VOCABULARY_PARSER, body, _VOCABULARY_FIELDS)
+    doc = {
+        name: (fields.double_array if name == "scores" else fields.string_array)(_VOCABULARY_PARSER, name, body[name])
+        for name in _VOCABULARY_FIELDS
+        if name in body
+    }
+    if not doc.get("vocabulary"):
+        raise validation_failed(["[vocabulary] must not be empty"])
+    if "scores" in doc and len(doc["scores"]) != len(doc["vocabulary"]):
+        raise validation_failed(["[scores] must have same length as [vocabulary]"])
+    return doc
 
 
 async def get_models(ctx: Context, request: EsRequest) -> Any:
