@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from sidecar.errors import disk_full
+from sidecar.errors import EsError, disk_full, status_exception
 from sidecar.ids import new_id
 from sidecar.store.base import AlreadyExists, PartInfo, Store
 
@@ -36,6 +37,7 @@ _BUSY_TIMEOUT_MS = 10_000
 # to the WAL (about 2 MiB per GiB deleted) before it frees anything.
 _RESERVE_BYTES = 4 << 20
 _INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+_SIZE_LIMIT_MARGIN = 1 << 20  # a file this close to RLIMIT_FSIZE counts as having hit it
 _VACUUM_STEP_PAGES = 256  # pages given back per step: the WAL never needs more than this much room at once
 
 log = logging.getLogger(__name__)
@@ -92,13 +94,34 @@ class SqliteStore(Store):
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_FULL:
+            if not self._out_of_room(exc):
                 raise
-            log.error("no room on disk for a write to %s: %s", self._path, exc)
-            raise disk_full(self._path.name) from None
+            log.error("no room for a write to %s: %s", self._path, exc)
+            raise (self._cannot_free() if freeing else disk_full(self._path.name)) from None
         finally:
             if freeing:
                 self._give_back_freed_pages(db)
+
+    def _cannot_free(self) -> EsError:
+        """Why even a delete found no room: the reserve did not cover it, or the file is at its size limit."""
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            why = f"the process's file size limit (RLIMIT_FSIZE) of [{limit}] bytes keeps [{self._path.name}] from "
+            why += "taking back its pages from the write-ahead log; raise the limit"
+        else:
+            why = f"the disk holding [{self._path.name}] is full and its reserve for deletes is spent; free disk space"
+        return status_exception(429, f"not enough room on disk to delete: {why}")
+
+    def _out_of_room(self, exc: sqlite3.OperationalError) -> bool:
+        """A full disk, or a file at the process's size limit (RLIMIT_FSIZE), which SQLite reports as a failed
+        write: it keeps the write's errno to itself."""
+        if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+            return True
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if exc.sqlite_errorcode != sqlite3.SQLITE_IOERR_WRITE or limit == resource.RLIM_INFINITY:
+            return False
+        files = (self._path, self._path.with_name(f"{self._path.name}-wal"))
+        return any(f.exists() and f.stat().st_size > limit - _SIZE_LIMIT_MARGIN for f in files)
 
     def _give_back_freed_pages(self, db: sqlite3.Connection) -> None:
         """Shrink the file by what deletes freed, a step at a time; best effort, the delete itself is done."""

@@ -1,10 +1,14 @@
 """The SQLite store on a disk that fills up: writes answer Elasticsearch's flood-stage block, deletes still work
-and give the space back. The disk is a real, small tmpfs (mounting needs root; skipped where not permitted)."""
+and give the space back. The disk is a real, small tmpfs (mounting needs root; skipped where not permitted); a
+file size limit is a real RLIMIT_FSIZE on a store in its own process."""
 
 from __future__ import annotations
 
+import json
 import os
+import resource
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +101,47 @@ def test_a_second_node_on_the_same_file_deletes_on_a_full_disk_too(small_disk):
     assert first.get_model("a") is None
     first.close()
     second.close()
+
+
+_AT_SIZE_LIMIT = """
+import json, os, sys
+from pathlib import Path
+from sidecar.errors import EsError
+from sidecar.store.base import PartInfo
+from sidecar.store.sqlite import SqliteStore
+store = SqliteStore(Path(sys.argv[1]))
+store.create_model({"model_id": "a"})
+errors = []
+for part in range(1000):
+    try:
+        store.put_definition_part("a", PartInfo(part, 1000, 1000 * 65536, 65536), os.urandom(65536))
+    except EsError as full:
+        errors.append([full.status, full.type, full.reason])
+        break
+try:
+    store.delete_model("a")
+except EsError as refused:
+    errors.append([refused.status, refused.type, refused.reason])
+print(json.dumps(errors))
+"""
+
+
+def test_a_file_at_the_process_size_limit_is_the_same_block_and_a_delete_says_why_it_cannot(tmp_path):
+    """RLIMIT_FSIZE turns a growing write into EFBIG, which SQLite reports as a failed write, not a full disk. Once
+    the file is at the limit, no delete can work either: the log's pages cannot go back into the file."""
+    limit = 4 << 20
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = subprocess.run(
+        [sys.executable, "-c", _AT_SIZE_LIMIT, str(tmp_path / "store.db")],
+        preexec_fn=limit_file_size, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == [
+        [429, "cluster_block_exception", f"index [store.db] {FLOOD_STAGE}"],
+        [429, "status_exception",
+         f"not enough room on disk to delete: the process's file size limit (RLIMIT_FSIZE) of [{limit}] bytes keeps "
+         "[store.db] from taking back its pages from the write-ahead log; raise the limit"],
+    ]  # fmt: skip
