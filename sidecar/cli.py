@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
+from sidecar import cli_options
+from sidecar.logs import FORMATS, LEVELS
+from sidecar.logs import configure as configure_logs
 from sidecar.settings import Settings
 
 
@@ -25,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sidecar", description=__doc__)
+    parser = cli_options.Parser(prog="sidecar", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sidecar {version('sidecar')}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run a node")
     _serve_arguments(serve)
@@ -37,16 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     from sidecar.elastic.pipelines import add_arguments as add_pipeline_arguments
 
     add_pipeline_arguments(pipelines)
+    cli_options.finish(parser)
     return parser
 
 
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Settings()
     parser.add_argument("--host", default=defaults.host, help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir, help="default: $SIDECAR_DATA_DIR or ./data")
-    parser.add_argument("--node-name", default=defaults.node_name)
-    parser.add_argument("--cluster-name", default=defaults.cluster_name)
+    parser.add_argument("--port", type=_port, default=defaults.port, help="HTTP port, 1-65535")
+    parser.add_argument(
+        "--data-dir", type=Path, default=defaults.data_dir, help="the node's id, lock and model files; one node per dir"
+    )
+    parser.add_argument("--node-name", default=defaults.node_name, help="the name _stats and GET / show")
+    parser.add_argument("--cluster-name", default=defaults.cluster_name, help="the cluster name GET / reports")
     parser.add_argument("--es-version", default=defaults.es_version, help="version reported by GET /")
     parser.add_argument(
         "--store",
@@ -55,13 +62,23 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="sqlite:<file> (several nodes on one host) or elasticsearch (indices in the --es-url cluster); "
         "default: the SQLite file in the data dir",
     )
-    parser.add_argument("--max-docs-per-request", type=int, default=defaults.max_docs_per_request)
-    parser.add_argument("--max-text-chars", type=int, default=defaults.max_text_chars)
-    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes)
-    parser.add_argument("--max-batch-docs", type=int, default=defaults.max_batch_docs)
-    parser.add_argument("--max-batch-tokens", type=int, default=defaults.max_batch_tokens)
+    parser.add_argument(
+        "--max-docs-per-request", type=int, default=defaults.max_docs_per_request, help="documents in one _infer"
+    )
+    parser.add_argument("--max-text-chars", type=int, default=defaults.max_text_chars, help="characters in one text")
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=defaults.max_body_bytes, help="request body (http.max_content_length)"
+    )
+    parser.add_argument(
+        "--max-batch-docs", type=int, default=defaults.max_batch_docs, help="documents in one forward pass"
+    )
+    parser.add_argument(
+        "--max-batch-tokens", type=int, default=defaults.max_batch_tokens, help="tokens in one forward pass"
+    )
     parser.add_argument("--trust-model", action="append", default=[], metavar="MODEL_ID", help="skip the TorchScript safety check for this model")
-    parser.add_argument("--max-graph-nodes", type=int, default=defaults.max_graph_nodes)
+    parser.add_argument(
+        "--max-graph-nodes", type=int, default=defaults.max_graph_nodes, help="largest model graph the safety check reads"
+    )
     parser.add_argument("--advertise-url", default=None, help="URL other nodes use to reach this one (default: from host and port)")
     parser.add_argument("--heartbeat-timeout", default="10s", help="a node silent for longer is not live (default: 10s)")
     parser.add_argument(
@@ -69,16 +86,26 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPUs this node's workers may use, e.g. 0-3,6 (default: every CPU the process may use); "
         "nodes sharing a host each take their own",
     )
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", type=str.lower, choices=LEVELS, default="info", help="least severe level logged")
+    parser.add_argument(
+        "--log-format", choices=FORMATS, default="text", help="json: ECS lines for Filebeat and Elastic Agent"
+    )
+    parser.add_argument("--access-log", action="store_true", help="log one line per HTTP request")
     # the Elasticsearch cluster next to the node: inference endpoints, pipeline references, callers' credentials
     cluster = parser.add_argument_group("Elasticsearch cluster")
     cluster.add_argument("--es-url", default=None, help="the cluster whose ingest pipelines call this node")
     cluster.add_argument("--es-api-key", default=None, help="the node's own API key (encoded form)")
-    cluster.add_argument("--es-user", default=None)
-    cluster.add_argument("--es-password", default=None)
+    cluster.add_argument("--es-user", default=None, help="the node's own user, with --es-password")
+    cluster.add_argument("--es-password", default=None, help="the password of --es-user")
     cluster.add_argument("--es-ca-certs", type=Path, default=None, help="CA bundle for an https cluster")
     cluster.add_argument("--callback-secret", default=None, help="what the cluster sends on callbacks (default: generated, kept in the data dir)")
     cluster.add_argument("--insecure", action="store_true", help="allow listening beyond loopback without authentication")
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got [{value}]")
+    return int(value)
 
 
 def _core_list(value: str) -> tuple[int, ...]:
@@ -134,10 +161,11 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sidecar.api.app import create_app
+    from sidecar.cluster.lock import NodeLocked, lock_data_dir
     from sidecar.elastic.exposure import exposure_problem
     from sidecar.workers.cores import usable_cores
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logs(args.log_level, args.log_format)
     settings = settings_from(args)
     if settings.store == "elasticsearch" and not settings.es_url:
         print("sidecar: error: --store elasticsearch needs --es-url", file=sys.stderr)
@@ -145,6 +173,11 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.cores and not set(settings.cores) & set(usable_cores()):
         print(f"sidecar: error: none of --cores {list(settings.cores)} is usable here: {usable_cores()}", file=sys.stderr)
         return 2
+    try:
+        lock = lock_data_dir(settings.data_dir)  # held until the process ends, however it ends
+    except NodeLocked as exc:
+        print(f"sidecar: error: {exc}", file=sys.stderr)
+        return 1
     # nobody unauthenticated reaches a node listening beyond loopback, unless --insecure says so
     problem = asyncio.run(exposure_problem(settings))
     if problem is not None:
@@ -155,9 +188,11 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=args.log_level,
-        access_log=False,
+        log_config=None,  # uvicorn's loggers write through the node's handler, in its format
+        access_log=args.access_log,
         timeout_graceful_shutdown=30,
     )
+    lock.close()
     return 0
 
 

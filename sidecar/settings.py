@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from sidecar.models.safety import DEFAULT_MAX_NODES
 class Settings:
     host: str = "127.0.0.1"
     port: int = 9700
-    data_dir: Path = field(default_factory=lambda: Path(os.environ.get("SIDECAR_DATA_DIR", "data")))
+    data_dir: Path = Path("data")  # `sidecar serve` reads SIDECAR_DATA_DIR as it reads every SIDECAR_<OPTION>
     node_name: str = field(default_factory=socket.gethostname)
     cluster_name: str = "elasticsearch"
     es_version: str = "9.2.0"  # eland 9 refuses servers that report less than 9

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.api.endpoint import Context, endpoint
-from sidecar.api.routes import callback, deployment, infer, models, root
+from sidecar.api.routes import callback, deployment, health, infer, models, root
 from sidecar.api.wire import PRODUCT_HEADER, error_response
 from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import load_node
@@ -82,7 +82,9 @@ def create_app(settings: Settings) -> ASGIApp:
             await asyncio.gather(loop_task, return_exceptions=True)
             store.close()
 
-    app = Starlette(routes=_routes(), lifespan=lifespan)
+    # open to anyone, as health checks carry no credentials: it says how many, never which
+    health_route = Route("/_sidecar/health", health.health, methods=["GET"])
+    app = Starlette(routes=[*_routes(), health_route], lifespan=lifespan)
     app.add_exception_handler(404, _no_handler)
     app.add_exception_handler(405, _wrong_method)
     return ProductHeader(app)

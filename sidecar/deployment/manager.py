@@ -17,6 +17,7 @@ from typing import Any
 from sidecar.cluster.node import Node
 from sidecar.deployment.threads import plan
 from sidecar.errors import EsError, status_exception
+from sidecar.logs import event
 from sidecar.models.definition import write_definition
 from sidecar.settings import Settings
 from sidecar.store.base import Store
@@ -51,21 +52,38 @@ class Deployments:
         # as of the last reconcile, for routing infers without a store read per request:
         self.live: list[dict[str, Any]] = []  # live nodes
         self.serving: dict[str, list[str]] = {}  # model id -> ids of nodes whose allocation is started
+        self.store_problem: str | None = None  # why the loop's last pass failed (the store, mostly), while it fails
 
     # the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Reconcile and heartbeat until closed; a store hiccup is logged, never fatal."""
+        """Reconcile and heartbeat until closed; a failing pass is one warning line until one succeeds, never fatal."""
         while not self._closing:
             try:
                 await self.heartbeat()
                 await self.reconcile()
-            except Exception:
-                log.exception("reconcile failed; retrying")
+            except Exception as exc:
+                self._pass_failed(exc)
+            else:
+                if self.store_problem is not None:
+                    log.info("reconcile works again", extra=event("reconcile-recovered"))
+                self.store_problem = None
             try:
                 await asyncio.wait_for(self._wake.wait(), self.settings.heartbeat_interval_s)
             except TimeoutError:
                 pass
             self._wake.clear()
+
+    def _pass_failed(self, exc: Exception) -> None:
+        """A store that cannot be reached is expected now and then: its traceback only at debug level."""
+        if self.store_problem is None:
+            log.warning(
+                "reconcile failed: %s: %s; retrying every heartbeat",
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+                extra=event("reconcile-failed", "failure"),
+            )
+        self.store_problem = f"{type(exc).__name__}: {exc}"
 
     def wake(self) -> None:
         self._wake.set()
@@ -162,6 +180,14 @@ class Deployments:
         self.local[model_id] = LocalDeployment(
             pool, config, threads.inference_threads, threads.model_threads, _now_ms()
         )
+        log.info(
+            "deployment [%s] started on this node: model_threads [%d], inference_threads [%d]%s",
+            model_id,
+            threads.model_threads,
+            threads.inference_threads,
+            f"; {threads.reason}" if threads.reason else "",
+            extra=event("deployment-started"),
+        )
         await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTED, threads.reason)
         self.wake()  # the deployment may have been stopped while it started
 
@@ -169,7 +195,10 @@ class Deployments:
         """Mark this node's entry `failed` with the reason, leaving no assembled definition behind."""
         model_id = deployment["model_id"]
         error = exc if isinstance(exc, EsError) else status_exception(500, f"{type(exc).__name__}: {exc}")
-        log.error("deployment [%s] failed to start on this node: %s", model_id, error.reason, exc_info=error is not exc)
+        log.error(
+            "deployment [%s] failed to start on this node: %s", model_id, error.reason,
+            exc_info=error is not exc, extra=event("deployment-failed", "failure"),
+        )  # fmt: skip
         self._failed.add((model_id, deployment["start_time"]))
         self._definition_path(model_id).unlink(missing_ok=True)
         try:
@@ -184,6 +213,7 @@ class Deployments:
         local = self.local.pop(model_id, None)
         if local is not None:
             await local.pool.stop(drain=drain)
+            log.info("deployment [%s] stopped on this node", model_id, extra=event("deployment-stopped"))
             self._definition_path(model_id).unlink(missing_ok=True)  # its workers are gone: the disk space goes too
         await asyncio.to_thread(self.store.delete_route, model_id, self.node.id)
 

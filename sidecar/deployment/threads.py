@@ -12,7 +12,7 @@ class ThreadPlan:
     inference_threads: int  # torch threads per worker
     model_threads: int  # worker processes
     worker_cores: tuple[tuple[int, ...], ...]
-    reason: str  # non-empty when workers must share cores
+    reason: str  # non-empty when a value was lowered or workers must share cores
 
 
 def effective_threads(inference_threads: int, model_threads: int, hardware_threads: int) -> tuple[int, int]:
@@ -35,10 +35,14 @@ def effective_threads(inference_threads: int, model_threads: int, hardware_threa
 def plan(inference_threads: int, model_threads: int, cores: list[int]) -> ThreadPlan:
     inference, model = effective_threads(inference_threads, model_threads, len(cores))
     layout = tuple(cores_for(i, inference, cores) for i in range(model))
-    reason = ""
+    reasons = []
+    values = (("model_threads", model_threads, model), ("inference_threads", inference_threads, inference))
+    lowered = [f"{name} [{asked}] lowered to [{used}]" for name, asked, used in values if asked != used]
+    if lowered:
+        reasons.append(f"{' and '.join(lowered)} for the [{len(cores)}] usable cores")
     if inference * model > len(cores):
-        reason = (
+        reasons.append(
             f"model_threads [{model}] x inference_threads [{inference}] exceeds the [{len(cores)}] usable cores; "
             "workers share cores round robin"
         )
-    return ThreadPlan(inference, model, layout, reason)
+    return ThreadPlan(inference, model, layout, "; ".join(reasons))

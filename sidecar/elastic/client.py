@@ -6,7 +6,6 @@ sends by default, while 9.x serves version-8 compatible requests, so one wire fo
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from elasticsearch import ApiError, AsyncElasticsearch
@@ -40,8 +39,6 @@ def client_options(settings: Settings) -> dict[str, Any]:
         options["basic_auth"] = (settings.es_user, settings.es_password or "")
     if settings.es_ca_certs:
         options["ca_certs"] = str(settings.es_ca_certs)
-    # the transport logs every request at INFO; a node polls its cluster, so only its warnings are worth a line
-    logging.getLogger("elastic_transport.transport").setLevel(logging.WARNING)
     return options
 
 

@@ -21,10 +21,12 @@ from sidecar.elastic.probe import ClusterInfo, probe
 from sidecar.elastic.references import referencing_pipelines
 from sidecar.elastic.registry import Registry
 from sidecar.errors import EsError, status_exception
+from sidecar.logs import event
 from sidecar.settings import Settings
 
 log = logging.getLogger(__name__)
 _INTERVAL_S = 5.0
+_NOT_CONTACTED = "not contacted yet"
 
 
 class ClusterLink:
@@ -36,7 +38,7 @@ class ClusterLink:
         self.registry = Registry(self.es, settings.url, secret, settings.max_batch_docs)
         self.guard = Guard(self, secret)
         self.info: ClusterInfo | None = None
-        self.problem: str | None = "not contacted yet"  # why the cluster cannot be reached, while it cannot
+        self.problem: str | None = _NOT_CONTACTED  # why the cluster cannot be reached, while it cannot
         self._exposed = is_exposed(settings)
         self._loop: asyncio.Task[None] | None = None
 
@@ -54,10 +56,11 @@ class ClusterLink:
         try:
             info = await probe(self.es)
         except (TransportError, EsError, KeyError, ValueError) as exc:
-            if self.problem != str(exc):
+            if self.problem in (None, _NOT_CONTACTED):  # one line per outage; the next is when it answers again
                 log.warning(
-                    "Elasticsearch cluster [%s] cannot be reached: %s; the direct APIs keep working", self.url, exc
-                )
+                    "Elasticsearch cluster [%s] cannot be reached: %s; the direct APIs keep working", self.url, exc,
+                    extra=event("cluster-unreachable", "failure"),
+                )  # fmt: skip
             self.problem = str(exc)
             return None
         if info != self.info or self.problem is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from sidecar.api.timevalue import TimeValue
 from sidecar.errors import EsError, status_exception
+from sidecar.logs import event
 from sidecar.workers.channel import frame, read
 from sidecar.workers.process import worker_main
 from sidecar.workers.queue import BoundedQueue, Item
@@ -243,7 +244,7 @@ class WorkerPool:
         delay = 0.0 if loaded else min(_MAX_RESPAWN_DELAY_S, 0.5 * 2**worker.failed_loads)
         log.warning(
             "worker %d of [%s] exited with code %s; starting a new one in %.1fs",
-            worker.index, worker.spec.model_id, code, delay,
+            worker.index, worker.spec.model_id, code, delay, extra=event("worker-exited", "failure"),
         )  # fmt: skip
         asyncio.get_running_loop().call_later(delay, self._replace, worker, 0 if loaded else worker.failed_loads + 1)
 
@@ -272,6 +273,13 @@ class WorkerPool:
             worker.writer.close()
 
     # introspection ------------------------------------------------------------------------------
+    @property
+    def serving_workers(self) -> int:
+        """Workers alive with the model loaded: while there is one, the deployment can serve here."""
+        return sum(
+            w.alive and w.ready.done() and not w.ready.cancelled() and w.ready.exception() is None for w in self._workers
+        )
+
     def describe_workers(self) -> list[dict[str, Any]]:
         """Each worker's process id and cores, for the node's status route."""
         return [{"pid": w.process.pid, "cores": list(w.spec.cores)} for w in self._workers]

@@ -119,6 +119,23 @@ def test_thread_values_in_use_appear_in_stats(es, node, classifier_model):
         stop(es, classifier_model)
 
 
+def test_start_and_stats_give_the_reason_for_a_lowered_value(es, node, classifier_model):
+    cores = es.perform_request("GET", "/_sidecar/status").body["usable_cores"]
+    asked = cores + 1
+    inference, model = effective_threads(asked, 1, cores)
+    reason = f"inference_threads [{asked}] lowered to [{inference}] for the [{cores}] usable cores"
+    body = start(es, classifier_model, inference_threads=asked, model_threads=1)
+    try:
+        [route] = body["allocation"]["routing_table"].values()
+        assert route == {"routing_state": "started", "reason": reason}
+        stats = es.ml.get_trained_models_stats(model_id=classifier_model)["trained_model_stats"][0]["deployment_stats"]
+        [entry] = stats["nodes"]
+        assert entry["routing_state"] == {"routing_state": "started", "reason": reason}
+        assert (entry["inference_threads"], entry["model_threads"]) == (inference, model)
+    finally:
+        stop(es, classifier_model)
+
+
 def test_timeout_keeps_the_deployment(es, node, traced_classifier):
     model_id = uploaded(node.url, traced_classifier, "slow-start")
     assert error_of(lambda: start(es, model_id, timeout="1ms")) == (

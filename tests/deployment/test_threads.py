@@ -34,3 +34,10 @@ def test_too_many_workers_share_cores_round_robin_and_say_so():
     assert layout.reason == (
         "model_threads [3] x inference_threads [3] exceeds the [6] usable cores; workers share cores round robin"
     )
+
+
+def test_a_lowered_value_says_what_was_asked_and_what_runs():
+    assert plan(8, 1, [0, 1]).reason == "inference_threads [8] lowered to [1] for the [2] usable cores"
+    assert plan(1, 4, [0, 1]).reason == "model_threads [4] lowered to [1] for the [2] usable cores"
+    both = plan(4, 4, [0, 1, 2, 3])  # (1, 4): model_threads stays, inference_threads drops to fit the sum
+    assert both.reason == "inference_threads [4] lowered to [1] for the [4] usable cores"

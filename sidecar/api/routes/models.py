@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
+import logging
 from typing import Any
 
 from sidecar.api.endpoint import Context
 from sidecar.api.timevalue import iso_millis
 from sidecar.api.wire import EsRequest
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
+from sidecar.logs import event
 from sidecar.models import fields
 from sidecar.models.config import BUILTIN_LANG_IDENT, build_config
 from sidecar.models.definition import check_whole, parse_part, part_exists
@@ -18,6 +21,7 @@ from sidecar.store.base import AlreadyExists
 _INCLUDES = ("hyperparameters", "definition", "feature_importance_baseline", "definition_status", "total_feature_importance")
 _GENERATED = ("created_by", "version", "create_time", "model_size_bytes", "estimated_operations", "license_level")
 ACKNOWLEDGED = {"acknowledged": True}
+log = logging.getLogger(__name__)
 _VOCABULARY_PARSER = "put_trained_model_vocabulary"
 _VOCABULARY_FIELDS = {"vocabulary": fields.STRING_ARRAY, "merges": fields.STRING_ARRAY, "scores": fields.DOUBLE_ARRAY}
 
@@ -33,6 +37,11 @@ async def put_model(ctx: Context, request: EsRequest) -> Any:
         await asyncio.to_thread(ctx.store.create_model, config)
     except AlreadyExists:
         raise EsError(400, "resource_already_exists_exception", f"Trained machine learning model [{model_id}] already exists") from None
+    task = next(iter(config.get("inference_config", {})), None)
+    log.info(
+        "model [%s] stored: model_type [%s], task [%s]", model_id, config.get("model_type"), task,
+        extra=event("model-stored"),
+    )  # fmt: skip
     return config
 
 
@@ -47,7 +56,15 @@ async def put_definition_part(ctx: Context, request: EsRequest) -> Any:
         await asyncio.to_thread(ctx.store.put_definition_part, model_id, info, data)
     except AlreadyExists:
         raise part_exists(model_id, info.part) from None
+    if info.part == info.total_parts - 1:  # eland sends the parts in order: one line when the last makes it whole
+        await _log_if_whole(ctx, model_id)
     return ACKNOWLEDGED
+
+
+async def _log_if_whole(ctx: Context, model_id: str) -> None:
+    with contextlib.suppress(EsError):
+        size = check_whole(model_id, await asyncio.to_thread(ctx.store.definition_parts, model_id))
+        log.info("model [%s] definition complete: [%d] bytes", model_id, size, extra=event("model-definition-complete"))
 
 
 async def put_vocabulary(ctx: Context, request: EsRequest) -> Any:
@@ -121,6 +138,7 @@ async def delete_model(ctx: Context, request: EsRequest) -> Any:
     await asyncio.to_thread(ctx.store.delete_model, model_id)
     if ctx.cluster is not None:  # its inference endpoint goes with it
         await ctx.cluster.model_deleted(model_id)
+    log.info("model [%s] deleted", model_id, extra=event("model-deleted"))
     return ACKNOWLEDGED
 
 
