@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run a node")
     _serve_arguments(serve)
-    importer = commands.add_parser("import", help="trace a local Hugging Face model and upload it to a node")
+    importer = commands.add_parser("import", help="trace a Hugging Face model, local or from the hub, and upload it")
     from sidecar.importer import add_arguments
 
     add_arguments(importer)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import transformers
 from torch import Tensor, nn
 from transformers import (
     AutoConfig,
@@ -60,13 +62,17 @@ class Family:
     fallback_length: int | None  # max_sequence_length when the tokenizer states none
 
 
+Loaded = tuple[nn.Module, set[str]]  # the module, and the weights its checkpoint lacks
+
+
 @dataclass(frozen=True)
 class Task:
     """How one task type is loaded, traced and described to Elasticsearch."""
 
-    load: Callable[[Path, tuple[str, ...]], nn.Module]  # model dir, graph inputs → positional module
+    load: Callable[[Path, tuple[str, ...]], Loaded]  # model dir, graph inputs → positional module
     padding: str  # of the example batch, as eland pads it for this task
     inference_options: Callable[[PretrainedConfig, Any], dict[str, Any]]  # HF config, sample output
+    declared_length: Callable[[Path], int | None] = lambda model_dir: None  # the input limit the model dir states
 
 
 def trace_model(
@@ -74,36 +80,82 @@ def trace_model(
     task_type: str,
     out_dir: Path,
     *,
+    name: str | None = None,
     model_id: str | None = None,
     quantize: bool = False,
     max_model_input_length: int | None = None,
+    force: bool = False,
+    progress: bool = False,
 ) -> TracedModel:
-    """Write `out_dir/traced_pytorch_model.pt` and return it with eland's config and vocabulary."""
+    """Write `out_dir/traced_pytorch_model.pt` and return it with eland's config and vocabulary.
+
+    `name` is what the user called the model (a hub id, by default the directory): as in eland, it
+    names the model in the description and gives the default model id.
+    """
     task = _task(task_type)
-    if not model_dir.is_dir():
-        raise illegal_argument(f"model directory [{model_dir}] does not exist")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    family = _family(tokenizer)
-    max_length = _max_sequence_length(tokenizer, family, max_model_input_length)
-    module = task.load(model_dir, family.inputs).eval()
+    name = name or str(model_dir)
+    step = Steps(5 + int(quantize), enabled=progress)
+    step(f"loading [{name}] for task [{task_type}]")
+    hf_config, tokenizer, family, module, max_length = _load(model_dir, name, task, max_model_input_length, force, step)
     if quantize:
+        step("quantizing")
         with _quiet():
             torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
     example = _encode(tokenizer, family, SAMPLE_TEXTS, task.padding, max_length)
-    graph = _trace(module, example)
+    graph = _trace(module, example, step)
+    step("saving")
     definition = _save(graph, out_dir)
     with torch.no_grad():
         sample = graph(*example)
     inference = {
         "tokenization": {family.name: _tokenization(family, tokenizer, max_length)},
-        **task.inference_options(AutoConfig.from_pretrained(model_dir), sample),
+        **task.inference_options(hf_config, sample),
     }
+    step("measuring memory")
     metadata = {
         "per_deployment_memory_bytes": _deployment_bytes(module),
         "per_allocation_memory_bytes": _allocation_bytes(graph, family, len(tokenizer), max_length),
     }
-    config = _config(f"Model {model_dir} for task type '{task_type}'", {task_type: inference}, metadata)
-    return TracedModel(model_id or default_model_id(str(model_dir)), definition, config, family.vocabulary(tokenizer))
+    config = _config(f"Model {name} for task type '{task_type}'", {task_type: inference}, metadata)
+    return TracedModel(model_id or default_model_id(name), definition, config, family.vocabulary(tokenizer))
+
+
+def _load(
+    model_dir: Path, name: str, task: Task, max_model_input_length: int | None, force: bool, step: Steps
+) -> tuple[PretrainedConfig, PreTrainedTokenizerBase, Family, nn.Module, int]:
+    """Config, tokenizer and model, cheapest first, each failure in one line; a random head is refused."""
+    with _quiet(), _loading(name):
+        hf_config = AutoConfig.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        family = _family(tokenizer)
+        declared = max_model_input_length or task.declared_length(model_dir)
+        max_length = _max_sequence_length(tokenizer, family, declared)
+        module, missing = task.load(model_dir, family.inputs)
+    if missing and not force:
+        raise illegal_argument(
+            f"[{name}] has no trained weights for {sorted(missing)}: transformers would initialise them randomly "
+            "(newly initialized), so its answers would mean nothing; use --force to import it anyway"
+        )
+    if missing:
+        step.note(f"initialising {sorted(missing)} randomly, as forced")
+    return hf_config, tokenizer, family, module.eval(), max_length
+
+
+class Steps:
+    """Numbered step lines on stderr: tracing a large model takes minutes and must not look hung."""
+
+    def __init__(self, total: int, *, enabled: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = enabled
+
+    def __call__(self, message: str) -> None:
+        self.done += 1
+        self.note(f"[{self.done}/{self.total}] {message}")
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            print(message, file=sys.stderr, flush=True)
 
 
 def _tokenization(family: Family, tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict[str, Any]:
@@ -195,29 +247,57 @@ _POOLING_FLAGS = {
     "pooling_mode_lasttoken": "lasttoken",
 }
 _SENTENCE_MODULES = {"Transformer", "Pooling", "Normalize"}
+_SENTENCE_CONFIG_FILES = tuple(
+    f"sentence_{kind}_config.json"
+    for kind in ("bert", "roberta", "distilbert", "camembert", "albert", "xlm-roberta", "xlnet")
+)
 
 
-def _load_head(auto_class: type) -> Callable[[Path, tuple[str, ...]], nn.Module]:
-    def load(model_dir: Path, inputs: tuple[str, ...]) -> nn.Module:
-        return Positional(auto_class.from_pretrained(model_dir, return_dict=False), inputs)
+def _pretrained(auto_class: type, path: Path) -> Loaded:
+    """The model, and the weights its checkpoint lacks: those transformers initialises randomly."""
+    model, info = auto_class.from_pretrained(path, return_dict=False, output_loading_info=True)
+    return model, set(info["missing_keys"])
+
+
+def _load_head(auto_class: type) -> Callable[[Path, tuple[str, ...]], Loaded]:
+    def load(model_dir: Path, inputs: tuple[str, ...]) -> Loaded:
+        model, missing = _pretrained(auto_class, model_dir)
+        return Positional(model, inputs), missing
 
     return load
 
 
-def _load_sentence_embedding(model_dir: Path, inputs: tuple[str, ...]) -> nn.Module:
-    """The sentence-transformers stack read from `modules.json`; a plain HF dir gets mean pooling as there."""
+def _sentence_modules(model_dir: Path) -> dict[str, Path]:
+    """sentence-transformers module kind → its folder, from `modules.json`; none for a plain HF dir."""
     modules_file = model_dir / "modules.json"
     modules = json.loads(modules_file.read_text()) if modules_file.exists() else []
-    kinds = {module["type"].rsplit(".", 1)[-1]: model_dir / module["path"] for module in modules}
+    return {module["type"].rsplit(".", 1)[-1]: model_dir / module["path"] for module in modules}
+
+
+def _load_sentence_embedding(model_dir: Path, inputs: tuple[str, ...]) -> Loaded:
+    """The sentence-transformers stack read from `modules.json`; a plain HF dir gets mean pooling as there."""
+    kinds = _sentence_modules(model_dir)
     if unknown := sorted(set(kinds) - _SENTENCE_MODULES):
         raise illegal_argument(f"sentence-transformers modules {unknown} are not supported")
     if kinds and "Pooling" not in kinds:
         raise illegal_argument("a text_embedding model needs a sentence-transformers Pooling module")
     pooling = _pooling_mode(json.loads((kinds["Pooling"] / "config.json").read_text())) if kinds else "mean"
-    encoder = AutoModel.from_pretrained(kinds.get("Transformer", model_dir), return_dict=False)
+    encoder, missing = _pretrained(AutoModel, kinds.get("Transformer", model_dir))
     if getattr(encoder, "pooler", None) is not None:
         encoder.pooler = None  # sentence pooling replaces it; dropping it keeps its weights out of the graph
-    return SentenceEmbedding(Positional(encoder, inputs), pooling, "Normalize" in kinds)
+    missing = {key for key in missing if not key.startswith("pooler.")}
+    return SentenceEmbedding(Positional(encoder, inputs), pooling, "Normalize" in kinds), missing
+
+
+def _sentence_length(model_dir: Path) -> int | None:
+    """The Transformer module's `max_seq_length`: sentence-transformers truncates there, not at the tokenizer's
+    limit (all-MiniLM-L6-v2: 256, where its BERT tokenizer allows 512). Older releases used other file names."""
+    folder = _sentence_modules(model_dir).get("Transformer", model_dir)
+    for file_name in _SENTENCE_CONFIG_FILES:
+        if (folder / file_name).is_file():
+            length = json.loads((folder / file_name).read_text()).get("max_seq_length")
+            return int(length) if length else None
+    return None
 
 
 def _pooling_mode(config: dict[str, Any]) -> str:
@@ -241,7 +321,7 @@ def _embedding_size(config: PretrainedConfig, sample: Any) -> dict[str, Any]:
 TASKS: dict[str, Task] = {
     "ner": Task(_load_head(AutoModelForTokenClassification), "max_length", _labels),
     "text_classification": Task(_load_head(AutoModelForSequenceClassification), "max_length", _labels),
-    "text_embedding": Task(_load_sentence_embedding, "longest", _embedding_size),
+    "text_embedding": Task(_load_sentence_embedding, "longest", _embedding_size, _sentence_length),
 }
 
 
@@ -279,10 +359,10 @@ def _family(tokenizer: PreTrainedTokenizerBase) -> Family:
     raise illegal_argument(f"tokenizer [{type(tokenizer).__name__}] is not supported; use one of {sorted(FAMILIES)}")
 
 
-def _max_sequence_length(tokenizer: PreTrainedTokenizerBase, family: Family, override: int | None) -> int:
-    """eland's order: the explicit value, the tokenizer's own limit, the family's usual one."""
-    if override:
-        return override
+def _max_sequence_length(tokenizer: PreTrainedTokenizerBase, family: Family, declared: int | None) -> int:
+    """eland's order: the explicit or the model's declared value, the tokenizer's own limit, the family's usual one."""
+    if declared:
+        return declared
     length = getattr(tokenizer, "model_max_length", None)
     if length is not None and length <= REASONABLE_MAX_LENGTH:
         return int(length)
@@ -291,14 +371,17 @@ def _max_sequence_length(tokenizer: PreTrainedTokenizerBase, family: Family, ove
     raise illegal_argument("cannot determine the model's maximum input length; set max_model_input_length")
 
 
-def _trace(module: nn.Module, example: tuple[Tensor, ...]) -> torch.jit.ScriptModule:
+def _trace(module: nn.Module, example: tuple[Tensor, ...], step: Steps) -> torch.jit.ScriptModule:
     """Trace, then freeze the weights into the graph as constants.
 
     The example is a batch of two rows, one padded, so that no shortcut a model might take for a
     single unpadded row can be baked into the graph.
     """
     with _quiet(), torch.no_grad():
-        return torch.jit.freeze(torch.jit.trace(module, example))
+        step("tracing")
+        traced = torch.jit.trace(module, example)
+        step("freezing")
+        return torch.jit.freeze(traced)
 
 
 def _save(graph: torch.jit.ScriptModule, out_dir: Path) -> Path:
@@ -310,12 +393,30 @@ def _save(graph: torch.jit.ScriptModule, out_dir: Path) -> Path:
 
 
 @contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide the warnings torch and transformers give for every traced model: they are noise here."""
-    with warnings.catch_warnings():
-        for category in (torch.jit.TracerWarning, DeprecationWarning, FutureWarning):
-            warnings.simplefilter("ignore", category)
+def _loading(name: str) -> Iterator[None]:
+    """What transformers raises for a directory that holds no usable model, as one line rather than a traceback."""
+    try:
         yield
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise illegal_argument(f"cannot load a model from [{name}]: {detail}") from None
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide the warnings torch and transformers give for every traced model: they are noise here.
+
+    transformers' load report goes too: the refusal of a randomly initialised head says what matters in one line.
+    """
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            for category in (torch.jit.TracerWarning, DeprecationWarning, FutureWarning):
+                warnings.simplefilter("ignore", category)
+            yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
 
 
 def _deployment_bytes(module: nn.Module) -> int:

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import base64
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from elastic_transport import TransportError
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, UnsupportedProductError
 from tqdm import tqdm
 
-from sidecar.importer.trace import TracedModel
+if TYPE_CHECKING:  # the trace module loads torch: a failed reachability check must not wait for it
+    from sidecar.importer.trace import TracedModel
 
 JSON_HEADERS = {"accept": "application/json", "content-type": "application/json"}
 
 
 class UploadError(Exception):
     """A failed upload, worded in one line for the command line."""
+
+
+def check_reachable(url: str) -> None:
+    """Fail before minutes of tracing, not after them. Any HTTP answer will do: the upload checks credentials."""
+    try:
+        Elasticsearch(url, request_timeout=10, max_retries=0).info()
+    except UnsupportedProductError:
+        raise UploadError(f"{url} answers, but not as Elasticsearch or a sidecar node") from None
+    except ApiError:
+        return  # it answered, if only to refuse
+    except ValueError as error:  # the client's word for a URL it cannot parse
+        raise UploadError(f"cannot reach {url}: {error}") from None
+    except TransportError as error:
+        raise UploadError(f"cannot reach {url}: {error.message}") from None
 
 
 def upload(

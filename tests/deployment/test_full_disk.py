@@ -106,3 +106,12 @@ def test_a_start_that_cannot_assemble_its_definition_fails_with_the_reason_and_l
     time.sleep(0.5)  # the event loop reports a lost task exception when the task is collected
     assert "Task exception was never retrieved" not in node.log()
     assert "Traceback" not in node.log()
+
+
+def test_a_start_on_a_full_disk_is_429_and_leaves_no_deployment(es, node, data_dir, traced_ner, filler):
+    model_id = uploaded(node.url, traced_ner, "full-disk-start")
+    filler()
+    status, kind, reason = error_of(lambda: _start(es, model_id))
+    assert status == 429, reason  # the store's flood-stage block, or the definition that found no room
+    assert "deployment_stats" not in es.ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]
+    assert not (data_dir / "definitions").exists() or list((data_dir / "definitions").iterdir()) == []

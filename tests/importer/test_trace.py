@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
 from sidecar.errors import EsError
 from sidecar.importer import TASK_TYPES
 from sidecar.importer.model_id import default_model_id
 from sidecar.importer.trace import TASKS, TracedModel, trace_model
-from tests.support.models import NER_LABELS, tiny_sentence_bert
+from tests.support.models import NER_LABELS, tiny_bert, tiny_sentence_bert
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 
@@ -125,7 +126,7 @@ def test_classifier_config_carries_its_labels_in_id_order(traced_classifier: Tra
 def test_embedding_config_has_the_embedding_size_and_no_labels(traced_minilm: TracedModel) -> None:
     assert traced_minilm.config["inference_config"] == {
         "text_embedding": {
-            "tokenization": {"bert": {"max_sequence_length": 512, "do_lower_case": True}},
+            "tokenization": {"bert": {"max_sequence_length": 256, "do_lower_case": True}},
             "embedding_size": 384,
         }
     }
@@ -184,3 +185,57 @@ def test_unknown_task_is_an_illegal_argument(tiny_ner_dir: Path, tmp_path: Path)
         trace_model(tiny_ner_dir, "fill_mask", tmp_path)
     assert raised.value.type == "illegal_argument_exception"
     assert "fill_mask" in raised.value.reason
+
+
+def test_a_head_the_checkpoint_lacks_is_refused_unless_forced(tmp_path: Path) -> None:
+    encoder = tiny_bert(tmp_path / "encoder", "pass_through", NER_LABELS)  # a BertModel: no token classifier
+    with pytest.raises(EsError) as raised:
+        trace_model(encoder, "ner", tmp_path / "refused", name="acme/encoder")
+    assert raised.value.type == "illegal_argument_exception"
+    assert raised.value.reason.startswith("[acme/encoder] has no trained weights for ['classifier.bias', 'classifier")
+    assert not (tmp_path / "refused").exists()
+    traced = trace_model(encoder, "ner", tmp_path / "forced", force=True)
+    inputs = ml_inputs(encoder, [MEDIUM])
+    assert run(traced, inputs)[0].shape == (1, inputs[0].shape[1], len(NER_LABELS))
+
+
+def test_an_embedding_model_may_lack_the_pooler_it_does_not_use(tmp_path: Path) -> None:
+    model_dir = tiny_sentence_bert(tmp_path / "st")
+    AutoModel.from_pretrained(model_dir, add_pooling_layer=False).save_pretrained(model_dir)
+    traced = trace_model(model_dir, "text_embedding", tmp_path / "traced")
+    expected = torch.from_numpy(SentenceTransformer(str(model_dir), device="cpu").encode(SENTENCES))
+    torch.testing.assert_close(run(traced, ml_inputs(model_dir, SENTENCES)), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_an_explicit_length_overrides_the_sentence_transformers_one(minilm_dir: Path, tmp_path: Path) -> None:
+    declared = json.loads((minilm_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
+    traced = trace_model(minilm_dir, "text_embedding", tmp_path, max_model_input_length=128)
+    assert declared == 256
+    assert traced.config["inference_config"]["text_embedding"]["tokenization"]["bert"]["max_sequence_length"] == 128
+
+
+def _broken_config(model_dir: Path) -> None:
+    (model_dir / "config.json").write_text("{not json")
+
+
+def _no_weights(model_dir: Path) -> None:
+    (model_dir / "model.safetensors").unlink()
+
+
+def _remote_code(model_dir: Path) -> None:
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(model_type="acme-net", auto_map={"AutoConfig": "acme.AcmeConfig", "AutoModel": "acme.AcmeModel"})
+    (model_dir / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "spoil", [_broken_config, _no_weights, _remote_code], ids=["broken-config", "no-weights", "remote-code"]
+)
+def test_a_directory_that_holds_no_usable_model_is_one_illegal_argument(tmp_path: Path, spoil) -> None:  # noqa: ANN001
+    model_dir = tiny_bert(tmp_path / "model", "ner")
+    spoil(model_dir)
+    with pytest.raises(EsError) as raised:
+        trace_model(model_dir, "ner", tmp_path / "traced")
+    assert raised.value.type == "illegal_argument_exception"
+    assert raised.value.reason.startswith(f"cannot load a model from [{model_dir}]: ")
+    assert "\n" not in raised.value.reason
