@@ -114,7 +114,10 @@ class Deployments:
         for task in list(self._starting.values()):
             task.cancel()
         await asyncio.gather(*(self._stop_local(m, drain=True) for m in list(self.local)), return_exceptions=True)
-        await asyncio.to_thread(self.store.remove_node, self.node.id)
+        try:
+            await asyncio.to_thread(self.store.remove_node, self.node.id)
+        except Exception as exc:  # a store that cannot be reached: the others drop this node when its heartbeat stops
+            log.warning("could not leave the store: %s: %s", type(exc).__name__, exc, extra=event("leave", "failure"))
 
     async def refresh_view(self) -> dict[str, dict[str, Any]]:
         """Re-read nodes, deployments and routes; forget nodes whose heartbeat stopped. Returns wanted deployments."""

@@ -119,3 +119,23 @@ def test_no_credentials_are_needed_and_a_lost_cluster_is_yellow_not_503(secured_
     assert "Traceback" not in log
     assert len([line for line in log.splitlines() if "cannot be reached" in line]) == 1, log
     assert "node-password" not in orjson.dumps(body).decode()
+
+
+def test_a_store_that_cannot_be_reached_is_red_yet_the_node_is_not_down(tmp_path: Path) -> None:
+    """`--store elasticsearch`: losing the cluster loses the store too; with nothing deployed the node still serves."""
+    double = EsClusterDouble()
+    double.__enter__()
+    node = NodeProcess(tmp_path / "data", "--es-url", double.url, "--store", "elasticsearch").start()
+    try:
+        status, body = health_when(node, lambda b: b["cluster"] == "connected")
+        assert (status, body["status"], body["store"]) == (200, "green", "reachable")
+        double.__exit__(None, None, None)
+        status, body = health_when(node, lambda b: b["store"] == "unreachable")
+        assert (status, body["status"]) == (200, "red")
+        status, body = health_when(node, lambda b: b["cluster"] == "unreachable")  # the link's slower loop
+        assert (status, body["status"], body["store"]) == (200, "red", "unreachable")
+    finally:
+        node.stop()
+    log = node.log()
+    assert "Traceback" not in log
+    assert len([line for line in log.splitlines() if "reconcile failed" in line]) == 1, log
