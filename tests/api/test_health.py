@@ -139,3 +139,22 @@ def test_a_store_that_cannot_be_reached_is_red_yet_the_node_is_not_down(tmp_path
     log = node.log()
     assert "Traceback" not in log
     assert len([line for line in log.splitlines() if "reconcile failed" in line]) == 1, log
+
+
+def test_a_cluster_that_comes_later_is_one_line_down_and_one_line_back(tmp_path: Path) -> None:
+    double = EsClusterDouble()  # its port is taken, nothing answers on it until the `with` block
+    url = double.url
+    node = NodeProcess(tmp_path / "data", "--es-url", url).start()
+    try:
+        status, body = health_when(node, lambda b: b["cluster"] == "unreachable")
+        assert (status, body["status"]) == (200, "yellow")
+        with double:
+            status, body = health_when(node, lambda b: b["cluster"] == "connected")
+            assert (status, body["status"]) == (200, "green")
+    finally:
+        node.stop()
+    lines = node.log().splitlines()
+    down = [i for i, line in enumerate(lines) if "cannot be reached" in line]
+    back = [i for i, line in enumerate(lines) if f"Elasticsearch [9.1.5] at [{url}]" in line]
+    assert len(down) == 1 and len(back) == 1 and down[0] < back[0], "\n".join(lines)
+    assert "Traceback" not in "\n".join(lines)
