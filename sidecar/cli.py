@@ -9,13 +9,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 from sidecar import cli_options
+from sidecar.credentials import add_es_credentials, add_secret_file, read_secret_files
 from sidecar.logs import FORMATS, LEVELS
 from sidecar.logs import configure as configure_logs
 from sidecar.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    read_secret_files(parser, args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "pipelines":
@@ -94,11 +97,10 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     # the Elasticsearch cluster next to the node: inference endpoints, pipeline references, callers' credentials
     cluster = parser.add_argument_group("Elasticsearch cluster")
     cluster.add_argument("--es-url", default=None, help="the cluster whose ingest pipelines call this node")
-    cluster.add_argument("--es-api-key", default=None, help="the node's own API key (encoded form)")
-    cluster.add_argument("--es-user", default=None, help="the node's own user, with --es-password")
-    cluster.add_argument("--es-password", default=None, help="the password of --es-user")
+    add_es_credentials(cluster, "the node's own")
     cluster.add_argument("--es-ca-certs", type=Path, default=None, help="CA bundle for an https cluster")
     cluster.add_argument("--callback-secret", default=None, help="what the cluster sends on callbacks (default: generated, kept in the data dir)")
+    add_secret_file(cluster, "--callback-secret")
     cluster.add_argument("--insecure", action="store_true", help="allow listening beyond loopback without authentication")
 
 

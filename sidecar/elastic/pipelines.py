@@ -21,6 +21,7 @@ from urllib.parse import quote
 from elastic_transport import TransportError
 from elasticsearch import AsyncElasticsearch
 
+from sidecar.credentials import add_es_credentials
 from sidecar.elastic.client import call, connect
 from sidecar.errors import EsError, illegal_argument
 from sidecar.settings import Settings
@@ -126,10 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dims", type=int, help="text_embedding vector size (default: read from the inference endpoint)"
     )
     command.add_argument("--es-url", default=DEFAULT_ES_URL, help=f"the cluster (default: {DEFAULT_ES_URL})")
-    credentials = command.add_mutually_exclusive_group()
-    credentials.add_argument("--es-api-key", help="an encoded API key")
-    credentials.add_argument("--es-user", help="basic authentication, with --es-password")
-    command.add_argument("--es-password")
+    add_es_credentials(command, "the cluster user's")
     command.add_argument("--es-ca-certs", type=Path, help="CA bundle for an https cluster")
 
 
@@ -147,8 +145,6 @@ def run_pipelines(args: argparse.Namespace) -> int:
 
 
 async def _install(args: argparse.Namespace) -> str:
-    if args.es_user and args.es_password is None:
-        raise illegal_argument("--es-user needs --es-password")
     settings = Settings(
         es_url=args.es_url,
         es_api_key=args.es_api_key,

@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sidecar.credentials import add_es_credentials, es_auth
+
 DEFAULT_URL = "http://127.0.0.1:9700"
 TASK_TYPES = ("ner", "text_classification", "text_embedding")
 
@@ -34,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--es-model-id", "--model-id", dest="model_id", help="default: derived from the hub id or path as eland does"
     )
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the node to upload to (default: {DEFAULT_URL})")
+    add_es_credentials(parser, "with a secured cluster, the uploader's")
     parser.add_argument("--start", action="store_true", help="start a deployment once uploaded")
     parser.add_argument("--clear-previous", action="store_true", help="stop and delete a model with the same id")
     parser.add_argument("--quantize", action="store_true", help="dynamic int8 quantization of the linear layers")
@@ -74,7 +77,7 @@ def run_import(args: argparse.Namespace) -> int:
                 force=args.force,
                 progress=True,
             )
-            upload(args.url, traced, clear_previous=args.clear_previous, start=args.start)
+            upload(args.url, traced, clear_previous=args.clear_previous, start=args.start, auth=es_auth(args))
     except (EsError, SourceError, UploadError) as error:
         print(f"sidecar import: {error}", file=sys.stderr)
         return 1

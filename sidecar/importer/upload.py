@@ -42,9 +42,11 @@ def upload(
     start: bool = False,
     chunk_size: int = 1 << 20,
     progress: bool = True,
+    auth: dict[str, Any] | None = None,
 ) -> None:
-    """Config, definition parts, vocabulary, then optionally start the deployment."""
-    es = Elasticsearch(url, request_timeout=300)
+    """Config, definition parts, vocabulary, then optionally start the deployment; `auth`: the client's
+    credential options (`api_key` or `basic_auth`), for a node that checks callers against its cluster."""
+    es = Elasticsearch(url, request_timeout=300, **(auth or {}))
     try:
         _make_room(es, traced.model_id, clear_previous)
         es.ml.put_trained_model(model_id=traced.model_id, **traced.config)

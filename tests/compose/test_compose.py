@@ -67,14 +67,19 @@ def test_there_are_two_sidecar_nodes_on_one_image() -> None:
 
 
 @pytest.mark.parametrize("service", SIDECARS)
-def test_every_serve_flag_is_one_the_sidecar_accepts(service: str) -> None:
+def test_every_serve_flag_is_one_the_sidecar_accepts(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in environment(service).items():  # what the container's environment gives `sidecar serve`
+        monkeypatch.setenv(name, value)
     settings = settings_from(serve_args(service))
     assert settings.host == "0.0.0.0"
     assert settings.node_name == service
     assert settings.advertise_url == f"http://{service}:{settings.port}", "other nodes and the cluster call this URL"
     assert settings.store == "elasticsearch"
     assert settings.es_user == "elastic" and settings.es_password == "${ELASTIC_PASSWORD:?set it in compose/.env}"
-    assert settings.callback_secret and not settings.insecure
+    assert settings.callback_secret == "${SIDECAR_CALLBACK_SECRET:?set it in compose/.env}" and not settings.insecure
+    assert not [arg for arg in SERVICES[service]["command"] if "PASSWORD" in arg or "SECRET" in arg]
+
+
 
 
 @pytest.mark.parametrize("service", SIDECARS)

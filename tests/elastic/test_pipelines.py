@@ -546,5 +546,7 @@ def test_the_clusters_refusal_is_reported(cluster: Cluster, capsys: pytest.Captu
 
 
 def test_a_user_needs_a_password(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["pipelines", "install", "ner", "--model-id", "m", "--es-user", "elastic"]) == 1
-    assert capsys.readouterr().err == "sidecar pipelines: --es-user needs --es-password\n"
+    with pytest.raises(SystemExit) as exited:
+        main(["pipelines", "install", "ner", "--model-id", "m", "--es-user", "elastic"])
+    assert exited.value.code == 2
+    assert "error: --es-user needs --es-password (or --es-password-file)" in capsys.readouterr().err
