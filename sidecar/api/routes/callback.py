@@ -38,8 +38,9 @@ from sidecar.errors import EsError, illegal_argument, status_exception
 
 # How long a callback may wait for a worker. The cluster's HTTP client sets no read timeout (only
 # `xpack.inference.http.connect_timeout`, 5 s, HttpClientManager) and ingest waits without limit
-# (InferModelAction DEFAULT_TIMEOUT_FOR_INGEST); the shortest wait above a callback is the 30 s of a PUT's
-# validation call and of a direct `_inference` call (InferenceAction.Request.DEFAULT_TIMEOUT). Stay under it.
+# (InferModelAction DEFAULT_TIMEOUT_FOR_INGEST); a PUT's validation call and a direct `_inference` call wait 30 s
+# (InferenceAction.Request.DEFAULT_TIMEOUT). Stay under that. (Newer releases give a query's inference
+# `xpack.inference.query_timeout`, 10 s, but a callback cannot tell a query from ingest: see endpoints.INPUT_TYPE.)
 _DEADLINE = TimeValue(25.0, "25s")
 _DENSE, _SPARSE = "text_embedding", "text_expansion"
 INGEST, SEARCH = "ingest", "search"
