@@ -42,6 +42,10 @@ class Settings:
     callback_secret: str | None = None  # what the cluster must send on callbacks; generated when connected
     insecure: bool = False  # allow binding beyond loopback without any authentication
 
+    def claims(self, version: str) -> bool:
+        """Whether the claimed Elasticsearch version is `version` or later: messages and shapes follow it."""
+        return _release(self.es_version) >= _release(version)
+
     @property
     def url(self) -> str:
         return self.advertise_url or f"http://{self.host}:{self.port}"
@@ -51,3 +55,8 @@ class Settings:
         if self.store and self.store.startswith("sqlite:"):
             return Path(self.store.removeprefix("sqlite:"))
         return self.data_dir / "sidecar.db"
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """`9.2.0` (or `9.2.0-SNAPSHOT`) as numbers that compare as releases do."""
+    return tuple(int(part) for part in version.split("-", 1)[0].split(".")[:3])

@@ -13,6 +13,7 @@ from sidecar.api.params import Params
 from sidecar.errors import EsError
 
 PRODUCT_HEADER = (b"x-elastic-product", b"Elasticsearch")
+BUILD_HASH = "unknown"  # `GET /`'s build_hash, which deprecation warnings name too
 JSON_TYPE = "application/json"
 _ACCEPTED_TYPES = ("application/json", "application/vnd.elasticsearch+json")
 
@@ -69,6 +70,12 @@ def render(data: Any, status: int = 200, *, params: Params | None = None) -> Res
 
 def raw_json(body: bytes, status: int = 200) -> Response:
     return Response(body, status_code=status, media_type=JSON_TYPE)
+
+
+def deprecation_warning(version: str, message: str) -> str:
+    """A `Warning` header value as HeaderWarning formats it: `299 Elasticsearch-<version>-<hash> "<message>"`."""
+    quoted = message.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 Elasticsearch-{version}-{BUILD_HASH} "{quoted}"'
 
 
 def error_response(error: EsError, params: Params | None = None) -> Response:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from elasticsearch import ElasticsearchWarning
 
 from tests.support.deploy import error_of, infer
 
@@ -72,12 +73,43 @@ def test_legacy_route_refuses_several_docs(es, deployed_classifier):
 
 
 def test_missing_field_and_non_string(es, deployed_classifier):
+    """A document's failure fails the whole request, in NlpInferenceInput's words, even beside a good document."""
     post = lambda docs: es.perform_request(  # noqa: E731
         "POST", f"/_ml/trained_models/{deployed_classifier}/_infer", body={"docs": docs}, headers={"content-type": "application/json"}
     )
-    assert error_of(lambda: post([{"other": "x"}])) == (400, "status_exception", "no value could be found for input field [text_field]")
-    assert error_of(lambda: post([{"text_field": 42}])) == (400, "status_exception", "input value [42] for field [text_field] is not a string")
+    missing = (400, "status_exception", "Input field [text_field] does not exist in the source document")
+    assert error_of(lambda: post([{"other": "x"}])) == missing
+    assert error_of(lambda: post([{"text_field": "good"}, {"other": "x"}])) == missing
+    not_text = (400, "status_exception", "Input value [42] for field [text_field] must be a string")
+    assert error_of(lambda: post([{"text_field": 42}])) == not_text
     assert error_of(lambda: post([]))[0:2] == (400, "action_request_validation_exception")
+
+
+def _legacy_infer(es, model_id, docs):
+    return es.perform_request(
+        "POST", f"/_ml/trained_models/{model_id}/deployment/_infer",
+        body={"docs": docs}, headers={"content-type": "application/json"},
+    )  # fmt: skip
+
+
+def test_legacy_route_is_deprecated_from_8_3(es, deployed_classifier):
+    """The official client turns the Warning header into an ElasticsearchWarning, as with a real 9.x cluster."""
+    with pytest.warns(ElasticsearchWarning) as caught:
+        response = _legacy_infer(es, deployed_classifier, [{"text_field": "good"}])
+    assert list(response.body) == ["predicted_value", "prediction_probability"]
+    assert [str(w.message) for w in caught] == [
+        "[POST /_ml/trained_models/{model_id}/deployment/_infer] is deprecated! "
+        "Use [POST /_ml/trained_models/{model_id}/_infer] instead."
+    ]
+    assert response.meta.headers["warning"].startswith('299 Elasticsearch-9.2.0-unknown "[POST ')
+    assert "warning" not in {k.lower() for k in _infer_headers(es, deployed_classifier)}
+
+
+def _infer_headers(es, model_id):
+    return es.perform_request(
+        "POST", f"/_ml/trained_models/{model_id}/_infer",
+        body={"docs": [{"text_field": "good"}]}, headers={"content-type": "application/json"},
+    ).meta.headers  # fmt: skip
     assert error_of(lambda: post([{"text_field": "x"}] * 1001))[2] == (
         "Validation Failed: 1: the number of documents [1001] exceeds the maximum of [1000];"
     )

@@ -12,12 +12,23 @@ from starlette.responses import Response
 from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import model_or_404
 from sidecar.api.timevalue import TimeValue, parse_time
-from sidecar.api.wire import EsRequest, raw_json, render
+from sidecar.api.wire import EsRequest, deprecation_warning, raw_json, render
 from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.errors import EsError, status_exception, validation_failed
 from sidecar.models.tasks import apply_update
+from sidecar.settings import Settings
 from sidecar.workers.pool import QueueFull
+
+# RestInferTrainedModelDeploymentAction: deprecated by the `_infer` API that 8.3 added (elasticsearch#86361)
+_DEPRECATED_SINCE = "8.3.0"
+_DEPRECATION = (
+    "[POST /_ml/trained_models/{model_id}/deployment/_infer] is deprecated! "
+    "Use [POST /_ml/trained_models/{model_id}/_infer] instead."
+)
+# NlpInferenceInput's wording, from the change that added text input (elasticsearch#90450, Oct 2022); that its
+# first release is 8.6 is UNCONFIRMED: earlier releases worded it as NlpTask.extractInput did in 8.0
+_NLP_INFERENCE_INPUT_SINCE = "8.6.0"
 
 
 async def infer(ctx: Context, request: EsRequest) -> Response:
@@ -28,9 +39,12 @@ async def infer(ctx: Context, request: EsRequest) -> Response:
 
 
 async def infer_deployment(ctx: Context, request: EsRequest) -> Response:
-    """8.0-8.2: exactly one document, its result object alone."""
+    """8.0-8.2: exactly one document, its result object alone. From 8.3 a deprecated route that says so."""
     results = await _run(ctx, request, legacy=True)
-    return _respond(results[0], request)
+    response = _respond(results[0], request)
+    if ctx.settings.claims(_DEPRECATED_SINCE):
+        response.headers.append("Warning", deprecation_warning(ctx.settings.es_version, _DEPRECATION))
+    return response
 
 
 def _respond(body: bytes, request: EsRequest) -> Response:
@@ -76,7 +90,7 @@ async def run_inference(
         if forwarded:
             await _not_served(ctx, model_id, legacy)
         return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=False)
-    texts = _texts(body, deployment.config, legacy, ctx.settings.max_docs_per_request, ctx.settings.max_text_chars)
+    texts = _texts(body, deployment.config, legacy, ctx.settings)
     prefix = (deployment.config.get("prefix_strings") or {}).get(input_type or "", "")
     options = _options(model_id, deployment.config, body.get("inference_config"))
     if not forwarded and not deployment.pool.has_room(len(texts)):
@@ -130,7 +144,7 @@ async def _not_served(ctx: Context, model_id: str, legacy: bool) -> NoReturn:
     raise status_exception(409, f"Model [{model_id}] must be deployed to use. Please deploy with the start trained model deployment API.")
 
 
-def _texts(body: dict[str, Any], config: dict[str, Any], legacy: bool, max_docs: int, max_chars: int) -> list[str]:
+def _texts(body: dict[str, Any], config: dict[str, Any], legacy: bool, settings: Settings) -> list[str]:
     docs = body.get("docs")
     if docs is None:
         raise validation_failed(["[docs] must not be null"])
@@ -138,20 +152,32 @@ def _texts(body: dict[str, Any], config: dict[str, Any], legacy: bool, max_docs:
         raise validation_failed(["at least one document is required" + (" " if legacy else "")])
     if legacy and len(docs) > 1:
         raise validation_failed(["multiple documents are not supported"], "validation_exception")
+    max_docs, max_chars = settings.max_docs_per_request, settings.max_text_chars
     if len(docs) > max_docs:
         raise validation_failed([f"the number of documents [{len(docs)}] exceeds the maximum of [{max_docs}]"])
     field = config["input"]["field_names"][0]
     texts = []
     for doc in docs:
         value = doc.get(field) if isinstance(doc, dict) else None
-        if value is None:
-            raise status_exception(400, f"no value could be found for input field [{field}]")
         if not isinstance(value, str):
-            raise status_exception(400, f"input value [{_java_string(value)}] for field [{field}] is not a string")
+            raise _input_error(field, value, settings.claims(_NLP_INFERENCE_INPUT_SINCE))
         if len(value) > max_chars:
             raise status_exception(400, f"input value for field [{field}] is [{len(value)}] characters long; the maximum is [{max_chars}]")
         texts.append(value)
     return texts
+
+
+def _input_error(field: str, value: Any, current: bool) -> EsError:
+    """A document without a string in the input field fails the whole request, every version alike: from 8.3 a
+    document's failure comes back from its node and `TransportInternalInferModelAction` fails the request with it
+    ("Any failure fails all requests"); only the wording changed, with `NlpInferenceInput`."""
+    if value is None and current:
+        return status_exception(400, f"Input field [{field}] does not exist in the source document")
+    if value is None:
+        return status_exception(400, f"no value could be found for input field [{field}]")
+    if current:
+        return status_exception(400, f"Input value [{_java_string(value)}] for field [{field}] must be a string")
+    return status_exception(400, f"input value [{_java_string(value)}] for field [{field}] is not a string")
 
 
 def _options(model_id: str, config: dict[str, Any], update: Any) -> dict[str, Any]:

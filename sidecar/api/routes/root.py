@@ -7,7 +7,7 @@ from typing import Any
 from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
-from sidecar.api.wire import EsRequest
+from sidecar.api.wire import BUILD_HASH, EsRequest
 
 _LUCENE = "10.3.1"  # the Lucene release Elasticsearch 9.2 ships with
 
@@ -24,7 +24,7 @@ async def info(ctx: Context, request: EsRequest) -> Any:
             "number": ctx.settings.es_version,
             "build_flavor": "default",
             "build_type": "sidecar",
-            "build_hash": "unknown",
+            "build_hash": BUILD_HASH,
             "build_date": "2026-01-01T00:00:00.000000000Z",
             "build_snapshot": False,
             "lucene_version": _LUCENE,

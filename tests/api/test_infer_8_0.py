@@ -1,0 +1,40 @@
+"""`_infer` on a node that claims 8.0: the seed's words and no deprecation warning."""
+
+import warnings
+
+import pytest
+from elasticsearch import ElasticsearchWarning
+
+from tests.support.deploy import error_of, start, uploaded
+from tests.support.node import module_node
+
+node = module_node("--es-version", "8.0.0")
+
+
+@pytest.fixture(scope="module")
+def deployed(node, es, traced_classifier):
+    model_id = uploaded(node.url, traced_classifier, "classifier-8-0")
+    start(es, model_id)
+    return model_id
+
+
+def _legacy_infer(es, model_id, docs):
+    return es.perform_request(
+        "POST", f"/_ml/trained_models/{model_id}/deployment/_infer",
+        body={"docs": docs}, headers={"content-type": "application/json"},
+    )  # fmt: skip
+
+
+def test_legacy_route_is_not_deprecated(es, deployed):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ElasticsearchWarning)
+        response = _legacy_infer(es, deployed, [{"text_field": "good"}])
+    assert list(response.body) == ["predicted_value", "prediction_probability"]
+    assert "warning" not in {key.lower() for key in response.meta.headers}
+
+
+def test_missing_field_and_non_string_in_the_seed_words(es, deployed):
+    missing = (400, "status_exception", "no value could be found for input field [text_field]")
+    assert error_of(lambda: _legacy_infer(es, deployed, [{"other": "x"}])) == missing
+    not_text = (400, "status_exception", "input value [true] for field [text_field] is not a string")
+    assert error_of(lambda: _legacy_infer(es, deployed, [{"text_field": True}])) == not_text
