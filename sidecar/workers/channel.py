@@ -27,7 +27,12 @@ async def read(reader: asyncio.StreamReader) -> Any:
 
 
 def send(sock: socket.socket, message: Any) -> None:
-    sock.sendall(frame(message))
+    """The worker's send; when the node has closed its end (the deployment stopped, the node left), the worker exits
+    quietly: nobody is left to answer, and a traceback would only alarm whoever reads the log."""
+    try:
+        sock.sendall(frame(message))
+    except (BrokenPipeError, ConnectionResetError):
+        raise SystemExit(0) from None
 
 
 def receive(sock: socket.socket) -> Any:
