@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import zlib
 from typing import Any
 
-from sidecar.errors import EsError, illegal_argument, validation_failed
+from sidecar.errors import EsError, illegal_argument, status_exception, validation_failed
 from sidecar.models import fields
+from sidecar.models.definition import decode_base64
 from sidecar.models.tokenization.base import parse_failure
 
 NATIVE_INDEX = ".ml-inference-native-000002"  # where 9.x keeps NLP definitions and vocabularies
@@ -39,6 +42,11 @@ _PARSER = "trained_model_config"
 _INPUT_PARSER = "trained_model_config_input"
 _INPUT_FIELD_NAMES = "field_names"
 _READ_ONLY = ("version", "created_by", "create_time", "license_level", "location", "model_package")
+DEFINITION_FIELDS = ("definition", "compressed_definition")  # stored, shown only by GET's include=definition
+DEFER_DECOMPRESSION = "defer_definition_decompression"
+# TrainedModelType.typeFromTrainedModel: the model type each kind of `trained_model` in a definition has
+_DEFINITION_TYPES = {"tree": "tree_ensemble", "ensemble": "tree_ensemble", "lang_ident_neural_network": "lang_ident"}
+_MAX_INFLATED_BYTES = 256 * 1024 * 1024  # a compressed definition never inflates into more memory than this
 
 BUILTIN_LANG_IDENT: dict[str, Any] = {
     "model_id": "lang_ident_model_1",
@@ -71,8 +79,8 @@ def model_id_errors(model_id: str) -> list[str]:
     return errors
 
 
-def build_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Validate a PUT body and return the config as it will be stored and returned by GET."""
+def build_config(model_id: str, body: dict[str, Any], defer_decompression: bool = False) -> dict[str, Any]:
+    """Validate a PUT body and return the config as it will be stored (GET shows a definition only on request)."""
     from sidecar.models.tasks import validate_task_config  # task rules live with each task
 
     body = _parsed(body)
@@ -85,16 +93,75 @@ def build_config(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise validation_failed(errors)
     model_type = body.get("model_type") or "tree_ensemble"
+    _check_deferred_size(body, defer_decompression)
     inference_config = body["inference_config"]
     if model_type == "pytorch":
         inference_config = _nlp_inference_config(inference_config, validate_task_config)
+        _refuse_parsed_definition(model_id, body, defer_decompression)
     return _stored(model_id, model_type, inference_config, body)
+
+
+def _check_deferred_size(body: dict[str, Any], defer_decompression: bool) -> None:
+    """PutTrainedModelAction.Request.validate: a definition left compressed must come with its size."""
+    size = body.get("model_size_bytes") or body.get("estimated_heap_memory_usage_bytes")
+    if defer_decompression and not size and body.get("compressed_definition") is not None:
+        raise validation_failed(
+            [f"when [{DEFER_DECOMPRESSION}] is true and a compressed definition is provided, model_size_bytes must be set"]
+        )
+
+
+def _refuse_parsed_definition(model_id: str, body: dict[str, Any], defer_decompression: bool) -> None:
+    """A pytorch model's definition comes in parts: a definition in the config, once parsed (an inline one always,
+    a compressed one unless deferred), is the kind of model it describes, never pytorch
+    (TransportPutTrainedModelAction). Only a deferred compressed definition is stored unread."""
+    if body.get("definition") is not None:
+        definition_type = _definition_type(body["definition"])
+        if definition_type is None:  # TrainedModelDefinition's builder, run inside the config's parser
+            error = parse_failure(_PARSER, "definition")
+            error.caused_by = illegal_argument("[trained_model] must not be null.")
+            raise error
+    elif body.get("compressed_definition") is not None and not defer_decompression:
+        # the builder's refusal escapes the transport action as itself (rendering UNCONFIRMED)
+        definition_type = _definition_type(_inflated(model_id, body["compressed_definition"]))
+        if definition_type is None:
+            raise illegal_argument("[trained_model] must not be null.")
+    else:
+        return
+    raise status_exception(400, f"model_type [pytorch] does not match the model definition type [{definition_type}]")
+
+
+def _definition_type(definition: dict[str, Any]) -> str | None:
+    trained_model = definition.get("trained_model")
+    if not isinstance(trained_model, dict) or len(trained_model) != 1:
+        return None
+    return _DEFINITION_TYPES.get(next(iter(trained_model)), "tree_ensemble")
+
+
+def _inflated(model_id: str, compressed: str) -> dict[str, Any]:
+    """InferenceToXContentCompressor.inflate: gzip, then JSON; what cannot be read is Elasticsearch's 400."""
+    data = decode_base64(_PARSER, "compressed_definition", compressed)
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        text = inflater.decompress(data, _MAX_INFLATED_BYTES)
+        definition = json.loads(text) if not inflater.unconsumed_tail else None
+    except (zlib.error, ValueError):
+        definition = None
+    if not isinstance(definition, dict):
+        raise status_exception(400, f"Failed to parse definition for [{model_id}]")
+    return definition
 
 
 def _parsed(body: dict[str, Any]) -> dict[str, Any]:
     """The body with every field of the type its parser declares; numbers and string arrays read as Elasticsearch
     reads them."""
     fields.check_fields(_PARSER, body, _FIELDS)
+    given = [name for name in body if name in DEFINITION_FIELDS and body[name] is not None]
+    if len(given) == 2:  # LazyModelDefinition's setters, each refusing the other's value
+        error = parse_failure(_PARSER, given[1])
+        error.caused_by = illegal_argument("both [compressed_definition] and [definition] cannot be set.")
+        raise error
+    if body.get("compressed_definition") is not None:
+        decode_base64(_PARSER, "compressed_definition", body["compressed_definition"])
     parsed = dict(body)
     for name in ("estimated_heap_memory_usage_bytes", "model_size_bytes", "estimated_operations"):
         if name in parsed:
@@ -132,9 +199,10 @@ def _nested(value: dict[str, Any], name: str, parse: Any) -> Any:
 
 def _creation_errors(model_id: str, body: dict[str, Any]) -> list[str]:
     errors = []
-    if body.get("definition") is not None and body.get("location") is not None:
+    has_definition = any(body.get(name) is not None for name in DEFINITION_FIELDS)
+    if has_definition and body.get("location") is not None:
         errors.append("[definition] and [location] are both defined but only one can be used.")
-    if body.get("model_type") is None and body.get("definition") is None:
+    if body.get("model_type") is None and not has_definition:
         errors.append("[model_type] must be set if [definition] is not defined.")
     if not isinstance(body.get("inference_config"), dict):
         errors.append("[inference_config] must not be null.")
@@ -195,8 +263,9 @@ def _stored(model_id: str, model_type: str, inference_config: dict[str, Any], bo
         config["location"] = {"index": {"name": NATIVE_INDEX}}
     if body.get("prefix_strings") is not None:
         config["prefix_strings"] = body["prefix_strings"]
-    if body.get("definition") is not None:
-        config["definition"] = body["definition"]
+    for name in DEFINITION_FIELDS:
+        if body.get(name) is not None:
+            config[name] = body[name]
     return config
 
 

@@ -31,7 +31,7 @@ def parse_part(part_text: str, body: dict[str, Any]) -> tuple[PartInfo, bytes]:
     except ValueError:
         raise EsError(400, "number_format_exception", f'For input string: "{part_text}"') from None
     fields.check_fields(_PARSER, body, _FIELDS)
-    data = _decode(body["definition"]) if "definition" in body else None
+    data = decode_base64(_PARSER, "definition", body["definition"]) if "definition" in body else None
     total_length = _number(body, "total_definition_length", 64)
     total_parts = _number(body, "total_parts", 32)
     errors = []
@@ -58,17 +58,13 @@ def _number(body: dict[str, Any], name: str, bits: int) -> int:
 _BASE64_ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
 
 
-def _decode(definition: str) -> bytes:
+def decode_base64(owner: str, field_name: str, text: str) -> bytes:
+    """A base64 field as java.util.Base64 reads it; its refusal wrapped as the owner's parser wraps it."""
     try:
-        return base64.b64decode(definition, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        cause = illegal_argument(_java_base64_error(definition))
-        raise EsError(
-            400,
-            "x_content_parse_exception",
-            f"[{_PARSER}] failed to parse field [definition]",
-            cause,
-        ) from None
+        cause = illegal_argument(_java_base64_error(text))
+        raise EsError(400, "x_content_parse_exception", f"[{owner}] failed to parse field [{field_name}]", cause) from None
 
 
 def _java_base64_error(text: str) -> str:

@@ -274,3 +274,83 @@ def test_a_whole_definition_at_javas_largest_long_is_stored_and_refused_as_trunc
     put_config(es, "store-maxlong")
     put_part(es, "store-maxlong", 0, part_body(b"abcd", 2**63 - 1, 1))
     assert _start_error(es, "store-maxlong") == _truncated("store-maxlong")
+
+
+def test_field_names_may_be_one_string(es):
+    """ObjectParser reads a lone string where a string array is declared."""
+    config = put_config(es, "store-one-field", {**NER_CONFIG, "input": {"field_names": "body"}})
+    assert config["input"] == {"field_names": ["body"]}
+    stored = es.ml.get_trained_models(model_id="store-one-field")["trained_model_configs"][0]
+    assert stored["input"] == {"field_names": ["body"]}
+
+
+TREE = {"trained_model": {"tree": {"feature_names": ["f"], "tree_structure": [{"node_index": 0, "leaf_value": 1.0}]}}}
+TREE_CONFIG = {"input": {"field_names": ["f"]}, "inference_config": {"regression": {}}, "model_type": "tree_ensemble"}
+
+
+def _gzipped(value) -> str:
+    import gzip
+    import json
+
+    return base64.b64encode(gzip.compress(json.dumps(value).encode())).decode()
+
+
+def test_put_never_echoes_the_definition(es):
+    config = put_config(es, "store-tree", {**TREE_CONFIG, "definition": TREE})
+    assert "definition" not in config and config["model_id"] == "store-tree"
+    assert "definition" not in es.ml.get_trained_models(model_id="store-tree")["trained_model_configs"][0]
+    shown = es.ml.get_trained_models(model_id="store-tree", include="definition")["trained_model_configs"][0]
+    assert shown["definition"] == TREE
+    compressed = put_config(es, "store-tree-gz", {**TREE_CONFIG, "compressed_definition": _gzipped(TREE)})
+    assert "compressed_definition" not in compressed and "definition" not in compressed
+
+
+def test_definition_and_compressed_definition_together_are_a_parse_error(es):
+    call = lambda: put_config(es, "store-both", {**TREE_CONFIG, "definition": TREE, "compressed_definition": _gzipped(TREE)})  # noqa: E731
+    with pytest.raises(ApiError) as caught:
+        call()
+    error = caught.value.body["error"]
+    assert (caught.value.meta.status, error["type"]) == (400, "x_content_parse_exception")
+    assert error["reason"] == "[trained_model_config] failed to parse field [compressed_definition]"
+    assert error["caused_by"]["reason"] == "both [compressed_definition] and [definition] cannot be set."
+
+
+def test_a_deferred_compressed_definition_needs_its_size(es):
+    body = {**NER_CONFIG, "compressed_definition": _gzipped(TREE)}
+    call = lambda params: es.perform_request(  # noqa: E731
+        "PUT", "/_ml/trained_models/store-deferred", body=body, params=params, headers={"content-type": "application/json"}
+    )
+    assert error_of(lambda: call({"defer_definition_decompression": "true"})) == (
+        400, "action_request_validation_exception",
+        "Validation Failed: 1: when [defer_definition_decompression] is true and a compressed definition is provided, "
+        "model_size_bytes must be set;",
+    )  # fmt: skip
+    config = es.perform_request(
+        "PUT", "/_ml/trained_models/store-deferred", body={**body, "model_size_bytes": 1234},
+        params={"defer_definition_decompression": "true"}, headers={"content-type": "application/json"},
+    ).body  # fmt: skip
+    assert "compressed_definition" not in config
+    assert config["model_size_bytes"] == 1234
+    assert config["location"] == {"index": {"name": ".ml-inference-native-000002"}}
+
+
+def test_a_pytorch_model_refuses_a_definition_it_reads(es):
+    """A pytorch definition comes in parts; one in the config, once read, describes another kind of model."""
+    mismatch = (400, "status_exception", "model_type [pytorch] does not match the model definition type [tree_ensemble]")
+    assert error_of(lambda: put_config(es, "store-pt-inline", {**NER_CONFIG, "definition": TREE})) == mismatch
+    assert error_of(lambda: put_config(es, "store-pt-gz", {**NER_CONFIG, "compressed_definition": _gzipped(TREE)})) == mismatch
+    not_gzip = {**NER_CONFIG, "compressed_definition": base64.b64encode(b"plain").decode()}
+    assert error_of(lambda: put_config(es, "store-pt-plain", not_gzip)) == (
+        400, "status_exception", "Failed to parse definition for [store-pt-plain]",
+    )  # fmt: skip
+    with pytest.raises(ApiError) as caught:
+        put_config(es, "store-pt-empty", {**NER_CONFIG, "definition": {}})
+    error = caught.value.body["error"]
+    assert error["reason"] == "[trained_model_config] failed to parse field [definition]"
+    assert error["caused_by"]["reason"] == "[trained_model] must not be null."
+    bad_base64 = {**NER_CONFIG, "compressed_definition": "not base64!"}
+    assert error_of(lambda: put_config(es, "store-pt-b64", bad_base64)) == (
+        400, "x_content_parse_exception", "[trained_model_config] failed to parse field [compressed_definition]",
+    )  # fmt: skip
+    missing = es.ml.get_trained_models(model_id="store-pt-*", allow_no_match=True)["trained_model_configs"]
+    assert missing == []

@@ -14,7 +14,7 @@ from sidecar.api.wire import EsRequest
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
 from sidecar.logs import event
 from sidecar.models import fields
-from sidecar.models.config import BUILTIN_LANG_IDENT, build_config
+from sidecar.models.config import BUILTIN_LANG_IDENT, DEFER_DECOMPRESSION, DEFINITION_FIELDS, build_config
 from sidecar.models.definition import check_whole, parse_part, part_exists
 from sidecar.store.base import AlreadyExists
 
@@ -29,10 +29,10 @@ _VOCABULARY_FIELDS = {"vocabulary": fields.STRING_ARRAY, "merges": fields.STRING
 async def put_model(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]
     request.params.str("timeout")
-    request.params.bool("defer_definition_decompression")
+    defer_decompression = request.params.bool(DEFER_DECOMPRESSION)
     request.params.bool("wait_for_completion")
     request.params.finish()
-    config = build_config(model_id, request.object(required=True))
+    config = build_config(model_id, request.object(required=True), defer_decompression)
     try:
         await asyncio.to_thread(ctx.store.create_model, config)
     except AlreadyExists:
@@ -42,7 +42,7 @@ async def put_model(ctx: Context, request: EsRequest) -> Any:
         "model [%s] stored: model_type [%s], task [%s]", model_id, config.get("model_type"), task,
         extra=event("model-stored"),
     )  # fmt: skip
-    return config
+    return _render(config, exclude_generated=False, human=False)  # the config, never its definition
 
 
 async def put_definition_part(ctx: Context, request: EsRequest) -> Any:
@@ -115,7 +115,8 @@ async def get_models(ctx: Context, request: EsRequest) -> Any:
     if "definition_status" in includes:
         await _add_definition_status(ctx, models)
     page = models[start : start + (size if size is not None else 100)]
-    return {"count": len(models), "trained_model_configs": [_render(m, exclude_generated, human) for m in page]}
+    definition = "definition" in includes
+    return {"count": len(models), "trained_model_configs": [_render(m, exclude_generated, human, definition) for m in page]}
 
 
 async def delete_model(ctx: Context, request: EsRequest) -> Any:
@@ -185,10 +186,10 @@ async def _add_definition_status(ctx: Context, models: list[dict[str, Any]]) -> 
             model["fully_defined"] = False
 
 
-def _render(config: dict[str, Any], exclude_generated: bool, human: bool) -> dict[str, Any]:
+def _render(config: dict[str, Any], exclude_generated: bool, human: bool, definition: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
-        if exclude_generated and key in _GENERATED:
+        if (exclude_generated and key in _GENERATED) or (key in DEFINITION_FIELDS and not definition):
             continue
         if human and key == "create_time":
             out["create_time_string"] = iso_millis(value)
