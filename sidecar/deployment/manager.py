@@ -2,7 +2,8 @@
 
 `_start` on any node writes a deployment to the store; every node reconciles it into a local worker pool and
 writes its own routing entry (`starting` -> `started` | `failed`). `_stop` marks it stopping; nodes stop their
-pools and remove their entries. The same loop brings deployments back after a restart.
+pools and remove their entries, failed ones too. The same loop brings deployments back after a restart, and
+removes a deployment whose model is gone.
 """
 
 from __future__ import annotations
@@ -100,13 +101,32 @@ class Deployments:
         await asyncio.to_thread(self.store.heartbeat, doc)
 
     async def reconcile(self) -> None:
-        wanted = await self.refresh_view()
-        for model_id, deployment in wanted.items():
-            key = (model_id, deployment["start_time"])
-            if model_id not in self.local and model_id not in self._starting and key not in self._failed:
+        stored = await self.refresh_view()
+        for model_id in await asyncio.to_thread(self._orphans, stored):
+            log.warning("deployment [%s] outlived its model; stopping and removing it", model_id)
+            await asyncio.to_thread(self.store.delete_deployment, model_id)
+            del stored[model_id]
+            self.serving.pop(model_id, None)
+        for model_id, deployment in stored.items():
+            if model_id in self._starting:
+                continue  # when it is up, it wakes the loop, which looks again
+            if deployment.get("state") == STOPPING:
+                if model_id in self.local or self.node.id in deployment["routes"]:
+                    await self._stop_local(model_id)  # a pool, or the entry of a start that failed here
+            elif model_id not in self.local and (model_id, deployment["start_time"]) not in self._failed:
                 self._starting[model_id] = asyncio.create_task(self._start_local(deployment))
-        for model_id in [m for m in self.local if m not in wanted]:
+        for model_id in [m for m in self.local if m not in stored]:
             await self._stop_local(model_id)
+
+    def _orphans(self, deployments: dict[str, dict[str, Any]]) -> list[str]:
+        """Deployments whose model is gone (runs in a thread).
+
+        The store never lets a deployment outlive its model; this catches what it cannot: a node that died
+        between writing a deployment and withdrawing it, or a store written before deletion and deployment were
+        serialised.
+        """
+        return [model_id for model_id in deployments if self.store.get_model(model_id) is None]
+
 
     async def close(self) -> None:
         """Stop taking work, finish what is queued, end every worker, then leave the cluster."""
@@ -120,21 +140,26 @@ class Deployments:
             log.warning("could not leave the store: %s: %s", type(exc).__name__, exc, extra=event("leave", "failure"))
 
     async def refresh_view(self) -> dict[str, dict[str, Any]]:
-        """Re-read nodes, deployments and routes; forget nodes whose heartbeat stopped. Returns wanted deployments."""
+        """Re-read nodes, deployments and routes; forget nodes whose heartbeat stopped.
+
+        Returns every stored deployment by model id, with its routing entries under `routes`.
+        """
         horizon = time.time() - self.settings.heartbeat_timeout_s
         nodes = await asyncio.to_thread(self.store.nodes)
         for stale in (n for n in nodes if n["last_seen"] < horizon and n["id"] != self.node.id):
             log.warning("node [%s] missed its heartbeats; removing it and its routing entries", stale["name"])
             await asyncio.to_thread(self.store.remove_node, stale["id"])
         self.live = [n for n in nodes if n["last_seen"] >= horizon or n["id"] == self.node.id]
-        deployments = await asyncio.to_thread(self.store.list_deployments)
-        wanted = {d["model_id"]: d for d in deployments if d.get("state") != STOPPING}
-        serving = {}
-        for model_id in wanted:
-            routes = await asyncio.to_thread(self.store.routes, model_id)
-            serving[model_id] = [node for node, route in routes.items() if route["routing_state"] == STARTED]
-        self.serving = serving
-        return wanted
+        stored = {}
+        for deployment in await asyncio.to_thread(self.store.list_deployments):
+            routes = await asyncio.to_thread(self.store.routes, deployment["model_id"])
+            stored[deployment["model_id"]] = {**deployment, "routes": routes}
+        self.serving = {
+            model_id: [node for node, route in deployment["routes"].items() if route["routing_state"] == STARTED]
+            for model_id, deployment in stored.items()
+            if deployment.get("state") != STOPPING
+        }
+        return stored
 
     # lifecycle, as `_start` and `_stop` drive it -----------------------------------------------
     async def create(self, deployment: dict[str, Any]) -> None:
@@ -152,13 +177,16 @@ class Deployments:
         return {**deployment, "routes": {n: r for n, r in routes.items() if n in live}, "live_nodes": len(live)}
 
     async def stop(self, model_id: str, timeout_s: float = 30.0) -> None:
-        """Mark the deployment stopping, wait (bounded) for nodes to drop their pools, then remove it."""
+        """Mark the deployment stopping, wait (bounded) until no live node runs it, then remove it and its routes.
+
+        A `failed` entry runs nothing, so it is not waited for; it leaves the table with the deployment.
+        """
         await asyncio.to_thread(self.store.update_deployment, model_id, {"state": STOPPING})
         await self.reconcile()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             current = await self.allocation(model_id)
-            if current is None or not current["routes"]:
+            if current is None or all(r["routing_state"] == FAILED for r in current["routes"].values()):
                 break
             await asyncio.sleep(0.05)
         await asyncio.to_thread(self.store.delete_deployment, model_id)

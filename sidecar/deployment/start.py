@@ -13,6 +13,7 @@ from sidecar.deployment.manager import Deployments
 from sidecar.errors import (
     EsError,
     illegal_argument,
+    model_not_found,
     status_exception,
     validation_failed,
 )
@@ -176,18 +177,30 @@ def timed_out(timeout: TimeValue) -> EsError:
 
 
 async def wait_for_start(deployments: Deployments, model_id: str, start: StartParams) -> dict[str, Any]:
-    """Watch the store until `wait_for` holds; every node failing removes the deployment and raises."""
+    """Watch the store until `wait_for` holds; every node failing removes the deployment and raises.
+
+    A deployment stopped meanwhile is a 409, whatever its nodes reported as they dropped it (Elasticsearch's
+    predicate has no such case: its assignment goes in one cluster-state update); one whose model was deleted
+    meanwhile (a racing `DELETE ?force`) is the 404 a `_start` of a missing model gets.
+    """
     deadline = time.monotonic() + start.timeout.seconds
     while True:
         allocation = await deployments.allocation(model_id)
-        if allocation is None:
+        if allocation is None or allocation.get("state") == "stopping":
+            await _raise_if_model_gone(deployments, model_id)
             raise status_exception(409, f"deployment for model [{model_id}] was stopped while it was starting")
         error = failure(model_id, allocation)
         if error is not None:
             await asyncio.to_thread(deployments.store.delete_deployment, model_id)
+            await _raise_if_model_gone(deployments, model_id)
             raise error
         if reached(allocation, start.wait_for):
             return allocation
         if time.monotonic() >= deadline:
             raise timed_out(start.timeout)
         await asyncio.sleep(_POLL_S)
+
+
+async def _raise_if_model_gone(deployments: Deployments, model_id: str) -> None:
+    if await asyncio.to_thread(deployments.store.get_model, model_id) is None:
+        raise model_not_found(model_id)

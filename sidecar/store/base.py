@@ -12,6 +12,14 @@ class AlreadyExists(Exception):
     """A create lost to an existing record (a duplicate id, part, vocabulary or deployment)."""
 
 
+class ModelMissing(Exception):
+    """A deployment lost to its model: the model is not stored, or its deletion got there first."""
+
+
+class ModelDeployed(Exception):
+    """A model's deletion lost to a deployment of it: stop the deployment first."""
+
+
 @dataclass(frozen=True)
 class PartInfo:
     """A stored definition chunk, without its bytes (enough to check a definition is whole)."""
@@ -46,7 +54,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def delete_model(self, model_id: str) -> bool:
-        """Delete the config, its definition parts and vocabulary together; False if it did not exist."""
+        """Delete the config, its definition parts and vocabulary together; False if it did not exist.
+
+        ModelDeployed, deleting nothing, while a deployment of the model is stored. Serialised with
+        `create_deployment`, so that whichever of two racing nodes comes second loses: a deployment never
+        outlives its model.
+        """
 
     @abc.abstractmethod
     def put_definition_part(self, model_id: str, info: PartInfo, data: bytes) -> None:
@@ -70,7 +83,10 @@ class Store(abc.ABC):
     # deployments --------------------------------------------------------------------------------
     @abc.abstractmethod
     def create_deployment(self, deployment: dict[str, Any]) -> None:
-        """Store a deployment keyed by its `model_id`; AlreadyExists if it is already deployed."""
+        """Store a deployment keyed by its `model_id`; AlreadyExists if it is already deployed.
+
+        ModelMissing, storing nothing, if the model is not stored or `delete_model` removes it meanwhile.
+        """
 
     @abc.abstractmethod
     def get_deployment(self, model_id: str) -> dict[str, Any] | None: ...

@@ -2,7 +2,8 @@
 
 Used the way Kibana uses Elasticsearch: one hidden index per kind of record (`<prefix>-models`, ...) with a strict
 mapping; creates use `op_type=create`, so a duplicate loses with a 409; updates are read-modify-write guarded by
-`if_seq_no`/`if_primary_term`, retried when another writer got there first. Reads by id are realtime GETs, which see
+`if_seq_no`/`if_primary_term`, retried when another writer got there first. A model's document is the lock that
+serialises its deletion with its deployment (see `delete_model` and `create_deployment`). Reads by id are realtime GETs, which see
 every acknowledged write; a search sees only refreshed segments, so each search refreshes its index first.
 """
 
@@ -26,7 +27,7 @@ from elasticsearch import (
 
 from sidecar.errors import EsError, illegal_argument, status_exception
 from sidecar.ids import new_id
-from sidecar.store.base import AlreadyExists, PartInfo, Store
+from sidecar.store.base import AlreadyExists, ModelDeployed, ModelMissing, PartInfo, Store
 
 Doc = dict[str, Any]
 _KEYWORD = {"type": "keyword"}
@@ -86,6 +87,10 @@ def _es_error(status: int, error: Doc) -> EsError:
     return EsError(status, error.get("type", ""), error.get("reason") or "", cause)
 
 
+def _kept_changing(doc_id: str, index: str) -> EsError:
+    return status_exception(409, f"[{doc_id}] in [{index}] kept changing; gave up after {_CONFLICT_RETRIES} attempts")
+
+
 def _part_id(model_id: str, part: int) -> str:
     return f"{model_id}_{part}"
 
@@ -142,13 +147,23 @@ class ElasticsearchStore(Store):
     def delete_model(self, model_id: str) -> bool:
         """The config goes first, so the model leaves the API in one step; its parts and vocabulary follow.
 
-        A crash in between leaves chunks no config points at: nothing reads them, and `create_model` of the
-        same id sweeps them.
+        The config is deleted under `if_seq_no` of a read made before looking for a deployment: a
+        `create_deployment` that wrote its deployment after that look re-indexes the config, so this delete
+        fails its check and looks again. A crash after the config's delete leaves chunks no config points at:
+        nothing reads them, and `create_model` of the same id sweeps them.
         """
-        if not self._delete("models", model_id):
-            return False
-        self._delete_model_data(model_id)
-        return True
+        for attempt in range(_CONFLICT_RETRIES):
+            found = self._get("models", model_id)
+            if found is None:
+                return False
+            if self._get("deployments", model_id) is not None:
+                raise ModelDeployed(model_id)
+            if self._delete("models", model_id, found):
+                self._delete_model_data(model_id)
+                return True
+            time.sleep(random.uniform(0, _BACKOFF_S * attempt))
+        raise _kept_changing(model_id, self._name("models"))
+
 
     def _delete_model_data(self, model_id: str) -> None:
         self._delete("vocabularies", model_id)
@@ -185,8 +200,20 @@ class ElasticsearchStore(Store):
 
     # deployments --------------------------------------------------------------------------------
     def create_deployment(self, deployment: Doc) -> None:
+        """Written, then confirmed by re-indexing the model's config unchanged under `if_seq_no`.
+
+        The confirmation fails only if the config changed or went since it was read; a config that went means a
+        `delete_model` got there first, and the deployment is withdrawn. One that succeeds makes any
+        `delete_model` that had not yet seen the deployment fail its own check (see there).
+        """
         model_id = deployment["model_id"]
+        if self._get("models", model_id) is None:
+            raise ModelMissing(model_id)
         self._create("deployments", model_id, {"model_id": model_id, "deployment": deployment, "routes": {}})
+        if not self._modify("models", model_id, lambda doc: doc):
+            self._delete("deployments", model_id)
+            raise ModelMissing(model_id)
+
 
     def get_deployment(self, model_id: str) -> Doc | None:
         doc = self._source("deployments", model_id)
@@ -282,25 +309,29 @@ class ElasticsearchStore(Store):
             return False
         return True
 
-    def _modify(self, kind: str, doc_id: str, change: Callable[[Doc], Doc | None]) -> None:
+    def _modify(self, kind: str, doc_id: str, change: Callable[[Doc], Doc | None]) -> bool:
         """Read-modify-write: `change` maps the current source to the new one (None: nothing to write).
 
         A write that lost to another re-reads and re-applies `change`, so no concurrent change is lost.
+        False if the document is not there (any more).
         """
         for attempt in range(_CONFLICT_RETRIES):
             found = self._get(kind, doc_id)
-            doc = change(found["_source"]) if found else None
+            if found is None:
+                return False
+            doc = change(found["_source"])
             if doc is None or self._write(kind, doc_id, doc, found):
-                return
+                return True
             time.sleep(random.uniform(0, _BACKOFF_S * attempt))  # writers that keep colliding fall out of step
-        reason = f"[{doc_id}] in [{self._name(kind)}] kept changing; gave up after {_CONFLICT_RETRIES} attempts"
-        raise status_exception(409, reason)
+        raise _kept_changing(doc_id, self._name(kind))
 
     @_as_es_errors
-    def _delete(self, kind: str, doc_id: str) -> bool:
+    def _delete(self, kind: str, doc_id: str, expected: Doc | None = None) -> bool:
+        """Delete `doc_id`; given `expected` (a GET's answer), only if that is still the current version."""
+        occ = {"if_seq_no": expected["_seq_no"], "if_primary_term": expected["_primary_term"]} if expected else {}
         try:
-            self._es.delete(index=self._index(kind), id=doc_id)
-        except NotFoundError:
+            self._es.delete(index=self._index(kind), id=doc_id, **occ)
+        except (NotFoundError, ConflictError):
             return False
         return True
 

@@ -17,7 +17,7 @@ import orjson
 
 from sidecar.errors import EsError, disk_full, status_exception
 from sidecar.ids import new_id
-from sidecar.store.base import AlreadyExists, PartInfo, Store
+from sidecar.store.base import AlreadyExists, ModelDeployed, ModelMissing, PartInfo, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,7 +170,10 @@ class SqliteStore(Store):
         return [orjson.loads(r[0]) for r in rows]
 
     def delete_model(self, model_id: str) -> bool:
+        """The deployment check and the delete are one transaction: no `create_deployment` falls in between."""
         with self._write(freeing=True) as db:
+            if db.execute("SELECT 1 FROM deployments WHERE model_id = ?", (model_id,)).fetchone():
+                raise ModelDeployed(model_id)
             deleted = db.execute("DELETE FROM models WHERE model_id = ?", (model_id,)).rowcount
             db.execute("DELETE FROM definition_parts WHERE model_id = ?", (model_id,))
             db.execute("DELETE FROM vocabularies WHERE model_id = ?", (model_id,))
@@ -206,7 +209,15 @@ class SqliteStore(Store):
 
     # deployments --------------------------------------------------------------------------------
     def create_deployment(self, deployment: dict[str, Any]) -> None:
-        self._insert("INSERT INTO deployments VALUES (?, ?)", (deployment["model_id"], orjson.dumps(deployment)))
+        """The model check and the insert are one transaction: no `delete_model` falls in between."""
+        model_id = deployment["model_id"]
+        try:
+            with self._write() as db:
+                if not db.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,)).fetchone():
+                    raise ModelMissing(model_id)
+                db.execute("INSERT INTO deployments VALUES (?, ?)", (model_id, orjson.dumps(deployment)))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists() from None
 
     def get_deployment(self, model_id: str) -> dict[str, Any] | None:
         row = self._read_one("SELECT doc FROM deployments WHERE model_id = ?", (model_id,))

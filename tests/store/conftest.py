@@ -44,11 +44,22 @@ def es_stores(es_client):
 
 
 @pytest.fixture(params=["sqlite", "elasticsearch"])
-def store(request, tmp_path):
-    """Every store backend, so one contract suite holds them all to the same behaviour."""
-    if request.param == "sqlite":
-        backend = SqliteStore(tmp_path / "store.db")
-    else:
-        backend = request.getfixturevalue("es_stores")()
-    yield backend
-    backend.close()
+def make_store(request, tmp_path):
+    """Every store backend, so one contract suite holds them all to the same behaviour.
+
+    Each call makes another handle on the same fresh state, as the nodes of one cluster hold theirs.
+    """
+    made = []
+
+    def make():
+        made.append(SqliteStore(tmp_path / "store.db") if request.param == "sqlite" else request.getfixturevalue("es_stores")())
+        return made[-1]
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def store(make_store):
+    return make_store()

@@ -2,7 +2,10 @@
 
 import pytest
 
-from sidecar.store.base import AlreadyExists, PartInfo
+from sidecar.store.base import AlreadyExists, ModelDeployed, ModelMissing, PartInfo
+from tests.support.concurrency import together
+
+RACE_ROUNDS = 40
 
 
 def config(model_id):
@@ -52,6 +55,7 @@ def test_delete_model_takes_parts_and_vocabulary(store):
 
 
 def test_deployments_and_routes(store):
+    store.create_model(config("a"))
     store.create_deployment({"model_id": "a", "state": "started"})
     with pytest.raises(AlreadyExists):
         store.create_deployment({"model_id": "a", "state": "started"})
@@ -71,12 +75,57 @@ def test_deployments_and_routes(store):
     assert store.routes("a") == {}
 
 
+def test_a_deployment_needs_its_model(store):
+    with pytest.raises(ModelMissing):
+        store.create_deployment({"model_id": "a", "state": "started"})
+    assert store.get_deployment("a") is None and store.list_deployments() == []
+
+
+def test_a_deployed_model_is_kept_whole_until_its_deployment_goes(store):
+    store.create_model(config("a"))
+    store.put_definition_part("a", PartInfo(0, 1, 1, 1), b"x")
+    store.put_vocabulary("a", {"vocabulary": ["x"]})
+    store.create_deployment({"model_id": "a", "state": "started"})
+    with pytest.raises(ModelDeployed):
+        store.delete_model("a")
+    assert store.get_model("a") == config("a") and store.get_vocabulary("a") == {"vocabulary": ["x"]}
+    assert store.definition_parts("a") == [PartInfo(0, 1, 1, 1)]
+    store.delete_deployment("a")
+    assert store.delete_model("a") is True
+
+
+def won(call, loss):
+    """True if `call` went through, False if it raised `loss`."""
+    try:
+        call()
+    except loss:
+        return False
+    return True
+
+
+def test_deploying_and_deleting_from_two_nodes_at_once_never_leave_a_deployment_without_its_model(make_store):
+    deployer, deleter = make_store(), make_store()
+    for _ in range(RACE_ROUNDS):
+        deployer.create_model(config("a"))
+        deployed, deleted = together(
+            lambda: won(lambda: deployer.create_deployment({"model_id": "a", "state": "started"}), ModelMissing),
+            lambda: won(lambda: deleter.delete_model("a"), ModelDeployed),
+        )
+        assert deployed != deleted, "exactly one of them wins"
+        assert (deleter.get_deployment("a") is not None, deleter.get_model("a") is not None) == (deployed, deployed)
+        if deployed:
+            deleter.delete_deployment("a")
+            assert deleter.delete_model("a") is True
+    assert deleter.list_deployments() == [] and deleter.list_models() == []
+
+
 def test_route_for_a_removed_deployment_is_ignored(store):
     store.put_route("gone", "n1", "started")
     assert store.routes("gone") == {}
 
 
 def test_nodes_heartbeat_and_removal(store):
+    store.create_model(config("a"))
     store.create_deployment({"model_id": "a", "state": "started"})
     store.heartbeat({"id": "n1", "name": "one"})
     store.heartbeat({"id": "n1", "name": "one again"})

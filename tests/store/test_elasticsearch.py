@@ -1,9 +1,7 @@
 """What only the Elasticsearch backend promises: hidden strict indices, chunk documents, and no lost race."""
 
 import base64
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from elasticsearch import BadRequestError
@@ -11,18 +9,7 @@ from elasticsearch import BadRequestError
 from sidecar.errors import EsError
 from sidecar.store.base import AlreadyExists, PartInfo
 from sidecar.store.elasticsearch import ElasticsearchStore
-
-
-def together(*calls):
-    """Run the calls in threads released at the same moment; their results, in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
+from tests.support.concurrency import together
 
 
 def index_of(store, kind):
@@ -105,6 +92,7 @@ def test_delete_cut_short_after_the_config_hides_the_model_and_frees_its_id(es_c
 
 def test_concurrent_deployment_updates_from_two_nodes_lose_nothing(es_stores):
     first, second = es_stores(), es_stores()
+    first.create_model({"model_id": "m"})
     first.create_deployment({"model_id": "m"})
 
     def update(store, name):
@@ -118,6 +106,7 @@ def test_concurrent_deployment_updates_from_two_nodes_lose_nothing(es_stores):
 
 def test_routes_written_at_once_by_many_nodes_all_land(es_stores):
     stores = [es_stores() for _ in range(4)]
+    stores[0].create_model({"model_id": "m"})
     stores[0].create_deployment({"model_id": "m"})
     together(*(lambda s=s, n=n: s.put_route("m", f"n{n}", "started") for n, s in enumerate(stores)))
     assert list(stores[0].routes("m")) == ["n0", "n1", "n2", "n3"]

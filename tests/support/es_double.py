@@ -5,7 +5,8 @@ It keeps the semantics the store relies on, and refuses what a real cluster refu
 - a GET is realtime; a search or a delete-by-query sees only what the last `_refresh` made visible (the double never
   refreshes on its own, so a store that forgets to refresh fails here every time, not once in a while there);
 - one shard per index, primary term 1: `_create` (or `op_type=create`) of an existing id and a stale
-  `if_seq_no`/`if_primary_term` answer 409 `version_conflict_engine_exception`;
+  `if_seq_no`/`if_primary_term` on an index or a delete answer 409 `version_conflict_engine_exception` (a missing
+  document too: InternalEngine plans such a delete as a version conflict, not a 404);
 - explicit mappings are checked and enforced (`dynamic: strict`, field types, base64 for `binary`); unknown index
   settings, unknown URL parameters, unknown search keys or queries, sorts on unmapped fields and result windows over
   10,000 answer 400 with Elasticsearch's error types;
@@ -562,6 +563,7 @@ class _Cluster:
 
     def delete_doc(self, call: _Call) -> tuple[int, Json]:
         index = self.index(call.index)
+        index.check_write(call.id, False, call.expected_version())
         doc = index.remove(call.id)
         status, result = (200, "deleted") if doc else (404, "not_found")
         return status, index.written(call.id, doc, result)
@@ -592,7 +594,7 @@ _ROUTES: list[tuple[str, list[str], Action, set[str]]] = [
     ("/{index}/_doc/{id}", ["PUT", "POST"], _Cluster.index_doc, {"op_type", "if_seq_no", "if_primary_term"}),
     ("/{index}/_create/{id}", ["PUT", "POST"], _Cluster.create_doc, set()),
     ("/{index}/_doc/{id}", ["GET"], _Cluster.get_doc, set()),
-    ("/{index}/_doc/{id}", ["DELETE"], _Cluster.delete_doc, set()),
+    ("/{index}/_doc/{id}", ["DELETE"], _Cluster.delete_doc, {"if_seq_no", "if_primary_term"}),
     ("/{index}/_search", ["GET", "POST"], _Cluster.search, set()),
     ("/{index}/_delete_by_query", ["POST"], _Cluster.delete_by_query, {"conflicts"}),
 ]

@@ -19,9 +19,9 @@ from sidecar.deployment.start import (
     wait_for_start,
 )
 from sidecar.elastic.link import with_reason
-from sidecar.errors import EsError, status_exception
+from sidecar.errors import EsError, model_not_found, status_exception
 from sidecar.models.definition import check_whole
-from sidecar.store.base import AlreadyExists
+from sidecar.store.base import AlreadyExists, ModelMissing
 
 
 async def start(ctx: Context, request: EsRequest) -> Any:
@@ -40,6 +40,8 @@ async def start(ctx: Context, request: EsRequest) -> Any:
     except AlreadyExists:
         inner = EsError(400, "resource_already_exists_exception", f"allocation for model with id [{model_id}] already exist")
         raise status_exception(409, f"Cannot start deployment [{model_id}] because it has already been started", inner) from None
+    except ModelMissing:  # a DELETE on another node got there first
+        raise model_not_found(model_id) from None
     allocation = await wait_for_start(ctx.deployments, model_id, params)
     reason = None
     if ctx.cluster is not None and allocation_state(allocation) == "started":
@@ -54,7 +56,7 @@ async def stop(ctx: Context, request: EsRequest) -> Any:
     force = request.params.bool("force", bool(body.get("force", False)))
     allow_no_match = request.params.bool("allow_no_match", bool(body.get("allow_no_match", True)))
     request.params.finish()
-    models = match_models(await asyncio.to_thread(all_models, ctx), model_id, allow_no_match)
+    models = match_models(await asyncio.to_thread(_stoppable, ctx), model_id, allow_no_match)
     if len(models) > 1:
         raise status_exception(400, "cannot undeploy multiple models at the same time")
     if models and ctx.cluster is not None and not force:  # `force` overrides the cluster's pipeline references
@@ -65,6 +67,14 @@ async def stop(ctx: Context, request: EsRequest) -> Any:
     if models and await asyncio.to_thread(ctx.store.get_deployment, models[0]["model_id"]) is not None:
         await ctx.deployments.stop(models[0]["model_id"])
     return {"stopped": True}
+
+
+def _stoppable(ctx: Context) -> list[dict[str, Any]]:
+    """Every model, and any deployment that outlived its model (a node died half way through a `_start`)."""
+    models = all_models(ctx)
+    known = {m["model_id"] for m in models}
+    leftovers = [{"model_id": d["model_id"]} for d in ctx.store.list_deployments() if d["model_id"] not in known]
+    return sorted([*models, *leftovers], key=lambda m: m["model_id"])
 
 
 async def stats(ctx: Context, request: EsRequest) -> Any:

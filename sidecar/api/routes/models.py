@@ -16,7 +16,7 @@ from sidecar.logs import event
 from sidecar.models import fields
 from sidecar.models.config import BUILTIN_LANG_IDENT, DEFER_DECOMPRESSION, DEFINITION_FIELDS, build_config
 from sidecar.models.definition import check_whole, parse_part, part_exists
-from sidecar.store.base import AlreadyExists
+from sidecar.store.base import AlreadyExists, ModelDeployed
 
 _INCLUDES = ("hyperparameters", "definition", "feature_importance_baseline", "definition_status", "total_feature_importance")
 _GENERATED = ("created_by", "version", "create_time", "model_size_bytes", "estimated_operations", "license_level")
@@ -24,6 +24,7 @@ ACKNOWLEDGED = {"acknowledged": True}
 log = logging.getLogger(__name__)
 _VOCABULARY_PARSER = "put_trained_model_vocabulary"
 _VOCABULARY_FIELDS = {"vocabulary": fields.STRING_ARRAY, "merges": fields.STRING_ARRAY, "scores": fields.DOUBLE_ARRAY}
+_DELETE_ATTEMPTS = 3  # each lost to a `_start` on another node that got in between the stop and the delete
 
 
 async def put_model(ctx: Context, request: EsRequest) -> Any:
@@ -124,23 +125,46 @@ async def delete_model(ctx: Context, request: EsRequest) -> Any:
     request.params.time("timeout", "30s")
     force = request.params.bool("force")
     request.params.finish()
-    await model_or_404(ctx, model_id)
     if model_id == BUILTIN_LANG_IDENT["model_id"]:
         # Messages.INFERENCE_CANNOT_DELETE_ML_MANAGED_MODEL (wording from memory, UNCONFIRMED)
         raise status_exception(400, f"Unable to delete model [{model_id}] as it is required by machine learning")
+    if not await asyncio.to_thread(_model_or_deployment_stored, ctx, model_id):
+        raise model_not_found(model_id)
     if ctx.cluster is not None and not force:  # the cluster's ingest pipelines may use it
         await ctx.cluster.refuse_if_referenced(
             model_id, f"Cannot delete model [{model_id}] as it is still referenced by ingest processors; use force to delete the model"
         )
-    if await asyncio.to_thread(ctx.store.get_deployment, model_id) is not None:
-        if not force:
-            raise status_exception(409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
-        await ctx.deployments.stop(model_id)
-    await asyncio.to_thread(ctx.store.delete_model, model_id)
+    if not await _delete_after_its_deployment(ctx, model_id, force):
+        raise model_not_found(model_id)  # a DELETE on another node got there first
     if ctx.cluster is not None:  # its inference endpoint goes with it
         await ctx.cluster.model_deleted(model_id)
     log.info("model [%s] deleted", model_id, extra=event("model-deleted"))
     return ACKNOWLEDGED
+
+
+def _model_or_deployment_stored(ctx: Context, model_id: str) -> bool:
+    """A deployment that outlived its model (a node died half way through a `_start`) can still be deleted."""
+    return ctx.store.get_model(model_id) is not None or ctx.store.get_deployment(model_id) is not None
+
+
+async def _delete_after_its_deployment(ctx: Context, model_id: str, force: bool) -> bool:
+    """Delete the model, stopping its deployment first if `force` allows; False if nothing was there.
+
+    The store refuses to delete a deployed model, so a `_start` on another node that gets in between the stop and
+    the delete sends this round again rather than leaving a deployment without its model.
+    """
+    stopped = False
+    for _ in range(_DELETE_ATTEMPTS):
+        if await asyncio.to_thread(ctx.store.get_deployment, model_id) is not None:
+            if not force:
+                break
+            await ctx.deployments.stop(model_id)
+            stopped = True
+        try:
+            return await asyncio.to_thread(ctx.store.delete_model, model_id) or stopped
+        except ModelDeployed:
+            continue
+    raise status_exception(409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
 
 
 def all_models(ctx: Context) -> list[dict[str, Any]]:
