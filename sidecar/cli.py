@@ -73,6 +73,16 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-body-bytes", type=int, default=defaults.max_body_bytes, help="request body (http.max_content_length)"
     )
     parser.add_argument(
+        "--max-header-bytes", type=int, default=defaults.max_header_bytes,
+        help="request line and headers together (http.max_header_size)",
+    )
+    parser.add_argument(
+        "--max-in-flight-bytes", type=int, default=defaults.max_in_flight_bytes,
+        help="request bytes the node holds at once; past it, 429 circuit_breaking_exception (default: 128 MiB)",
+    )
+    parser.add_argument("--http-read-timeout", default="30s", help="a request that stops arriving is cut off")
+    parser.add_argument("--http-idle-timeout", default="60s", help="idle keep-alive connections are closed")
+    parser.add_argument(
         "--max-batch-docs", type=int, default=defaults.max_batch_docs, help="documents in one forward pass"
     )
     parser.add_argument(
@@ -142,6 +152,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_docs_per_request=args.max_docs_per_request,
         max_text_chars=args.max_text_chars,
         max_body_bytes=args.max_body_bytes,
+        max_header_bytes=args.max_header_bytes,
+        max_in_flight_bytes=args.max_in_flight_bytes,
+        http_read_timeout_s=parse_time(args.http_read_timeout, "http-read-timeout").seconds,
+        http_idle_timeout_s=parse_time(args.http_idle_timeout, "http-idle-timeout").seconds,
         max_batch_docs=args.max_batch_docs,
         max_batch_tokens=args.max_batch_tokens,
         trusted_models=frozenset(args.trust_model),
@@ -163,6 +177,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from sidecar.api.app import create_app
+    from sidecar.api.protocol import HttpLimits, protocol_factory
     from sidecar.cluster.lock import NodeLocked, lock_data_dir
     from sidecar.elastic.exposure import exposure_problem
     from sidecar.workers.cores import usable_cores
@@ -189,6 +204,9 @@ def _serve(args: argparse.Namespace) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        http=protocol_factory(HttpLimits(settings.max_header_bytes, settings.http_read_timeout_s)),
+        ws="none",
+        timeout_keep_alive=settings.http_idle_timeout_s,
         log_level=args.log_level,
         log_config=None,  # uvicorn's loggers write through the node's handler, in its format
         access_log=args.access_log,

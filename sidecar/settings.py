@@ -20,6 +20,13 @@ class Settings:
     store: str | None = None  # `sqlite:<file>`; default: the SQLite file in data_dir
     # input bounds
     max_body_bytes: int = 100 * 1024 * 1024  # http.max_content_length
+    max_header_bytes: int = 16 * 1024  # http.max_header_size: the request line and headers together
+    # network.breaker.inflight_requests.limit: request bytes held at once, all connections together. Elasticsearch
+    # derives it from its heap; the node has none, its memory is the workers': room for one body of max_body_bytes
+    # (whose parsing takes as much again) and the small calls around it
+    max_in_flight_bytes: int = 128 * 1024 * 1024
+    http_read_timeout_s: float = 30.0  # a request's head must arrive within it; its body must keep coming
+    http_idle_timeout_s: float = 60.0  # a keep-alive connection without a request is closed after it
     max_docs_per_request: int = 1000
     max_text_chars: int = 1_000_000
     # batching

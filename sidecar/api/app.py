@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sidecar.api.endpoint import Context, endpoint
+from sidecar.api.endpoint import Context, credentials, endpoint
 from sidecar.api.routes import callback, deployment, health, infer, models, root
 from sidecar.api.wire import PRODUCT_HEADER, error_response
 from sidecar.cluster.forward import Forwarder
@@ -48,12 +48,21 @@ def _routes() -> list[Route]:
         (f"{_MODEL}/deployment/_stop", ["POST"], deployment.stop),
         (f"{_MODEL}/deployment/_infer", ["POST"], infer.infer_deployment),
         (f"{_MODEL}/_infer", ["POST"], infer.infer),
-        # what the cluster's inference endpoints call (behind the shared secret, not the caller guard)
-        ("/_sidecar/custom/{model_id}", ["POST"], callback.custom),
-        ("/_sidecar/hf/{model_id}", ["POST"], callback.hugging_face),
-        ("/v1/embeddings", ["POST"], callback.openai_embeddings),
     ]
-    return [Route(path, endpoint(handler, route_action(methods, path)), methods=methods) for path, methods, handler in table]
+    # what the cluster's inference endpoints call (behind the shared secret, not the caller's credentials)
+    callbacks = [
+        ("/_sidecar/custom/{model_id}", callback.custom),
+        ("/_sidecar/hf/{model_id}", callback.hugging_face),
+        ("/v1/embeddings", callback.openai_embeddings),
+    ]
+    rest = [
+        Route(path, endpoint(handler, credentials(route_action(methods, path))), methods=methods)
+        for path, methods, handler in table
+    ]
+    return rest + [
+        Route(path, endpoint(route.handle, callback.check_secret, route.refuse), methods=["POST"])
+        for path, route in callbacks
+    ]
 
 
 def create_app(settings: Settings) -> ASGIApp:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from sidecar.api.breaker import InFlightRequests, Reservation
+from sidecar.api.params import Params
 from sidecar.api.wire import EsRequest, error_response, render
 from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import Node
@@ -34,31 +36,41 @@ class Context:
     forwarder: Forwarder
     cluster: ClusterLink | None = None  # the Elasticsearch cluster next to the node (--es-url)
     callback_secret: str | None = None  # what the cluster's inference endpoints must send on callbacks
+    in_flight: InFlightRequests = field(init=False)  # request bytes held by this node, all connections together
+
+    def __post_init__(self) -> None:
+        self.in_flight = InFlightRequests(self.settings.max_in_flight_bytes)
 
 
 Handler = Callable[[Context, EsRequest], Awaitable[Any]]
+Authorize = Callable[[Context, Request], Awaitable[None]]
+Refuse = Callable[[EsError, Params | None], Response]
 
 
-def endpoint(handler: Handler, action: Action | None = None) -> Callable[[Request], Awaitable[Response]]:
-    """Read the bounded body, run the handler, render its dict (or pass its Response), map errors to envelopes.
+def endpoint(
+    handler: Handler, authorize: Authorize, refuse: Refuse = error_response
+) -> Callable[[Request], Awaitable[Response]]:
+    """Authorize from the head alone, then read the body counted by the in-flight breaker, run the handler, render
+    its dict (or pass its Response), map errors to envelopes (`refuse` words them).
 
-    With a secured cluster, the caller's credentials must grant `action` there first.
+    No body byte is read before `authorize` passes; the body's bytes stay charged until the handler is done.
     """
 
     async def run(request: Request) -> Response:
+        ctx: Context = request.app.state.context
         es_request: EsRequest | None = None
         try:
-            cluster = request.app.state.context.cluster
-            if action is not None and cluster is not None:
-                await cluster.guard.check(request, action)
-            body = await _read_body(request, request.app.state.context.settings.max_body_bytes)
-            es_request = EsRequest(request, body)
-            result = await handler(request.app.state.context, es_request)
+            await authorize(ctx, request)
+            with ctx.in_flight.reservation() as reservation:
+                es_request = EsRequest(request, await _read_body(request, ctx.settings.max_body_bytes, reservation))
+                result = await handler(ctx, es_request)
             if isinstance(result, Response):
                 return result
             return render(result, params=es_request.params)
         except EsError as error:
-            return _with_headers(error_response(error, es_request.params if es_request else None), error)
+            return _with_headers(refuse(error, es_request.params if es_request else None), error)
+        except ClientDisconnect:
+            return Response(status_code=400)  # the peer left (or was cut off) mid-body: nobody reads this
         except Exception as exc:  # never a stack trace to the caller
             log.exception("unexpected error on %s %s", request.method, request.url.path)
             return error_response(EsError(500, "exception", f"{type(exc).__name__}: {exc}"))
@@ -67,18 +79,28 @@ def endpoint(handler: Handler, action: Action | None = None) -> Callable[[Reques
     return run
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def credentials(action: Action) -> Authorize:
+    """With a secured cluster next to the node, the caller's credentials must grant `action` there."""
+
+    async def authorize(ctx: Context, request: Request) -> None:
+        if ctx.cluster is not None:
+            await ctx.cluster.guard.check(request, action)
+
+    return authorize
+
+
+async def _read_body(request: Request, limit: int, reservation: Reservation) -> bytearray:
+    """The body as it arrives, each chunk charged before it is kept (a bytearray grows without a second copy)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
+        reservation.add(len(chunk))
+        body += chunk
+    return body
 
 
 def _with_headers(response: Response, error: EsError) -> Response:

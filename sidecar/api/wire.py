@@ -21,7 +21,7 @@ _ACCEPTED_TYPES = ("application/json", "application/vnd.elasticsearch+json")
 class EsRequest:
     """One REST call: path parameters, typed query parameters and the JSON body."""
 
-    def __init__(self, request: Request, body: bytes) -> None:
+    def __init__(self, request: Request, body: bytes | bytearray) -> None:
         self.http = request
         self.path_params: dict[str, str] = request.path_params
         self.params = Params(request.url.path, request.query_params)
@@ -29,7 +29,7 @@ class EsRequest:
 
     @property
     def has_body(self) -> bool:
-        return bool(self._body.strip())
+        return bool(self._body) and not self._body.isspace()  # no copy of a large body
 
     def json(self) -> Any:
         """The body parsed as JSON; an empty body is `{}`."""
@@ -82,6 +82,14 @@ def error_response(error: EsError, params: Params | None = None) -> Response:
     if error.type == "":  # Elasticsearch renders a few transport-level errors as a bare string
         return render({"error": error.reason, "status": error.status}, error.status, params=params)
     return render(error.envelope(), error.status, params=params)
+
+
+def byte_size(size: int) -> str:
+    """ByteSizeValue.toString(): 1024-based units, one truncated decimal, `.0` dropped."""
+    for unit, scale in (("pb", 1 << 50), ("tb", 1 << 40), ("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10)):
+        if size >= scale:
+            return f"{int(size / scale * 10) / 10:.1f}".removesuffix(".0") + unit
+    return f"{size}b"
 
 
 def pretty(data: Any) -> bytes:

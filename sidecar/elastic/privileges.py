@@ -59,5 +59,5 @@ ROUTE_ACTIONS: dict[tuple[str, str], Action] = {
 }
 
 
-def route_action(methods: list[str], path: str) -> Action | None:
-    return ROUTE_ACTIONS.get((methods[0], path))
+def route_action(methods: list[str], path: str) -> Action:
+    return ROUTE_ACTIONS[(methods[0], path)]

@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
+from sidecar.api.params import Params
 from sidecar.api.routes.infer import run_inference
 from sidecar.api.routes.models import model_or_404
 from sidecar.api.timevalue import TimeValue
@@ -46,24 +49,28 @@ _DENSE, _SPARSE = "text_embedding", "text_expansion"
 INGEST, SEARCH = "ingest", "search"
 
 Answer = Callable[[Context, EsRequest], Awaitable[Any]]
-Route = Callable[[Context, EsRequest], Awaitable[Response]]
 
 
-def _callback(error_body: Callable[[EsError], Any]) -> Callable[[Answer], Route]:
-    """Behind the shared secret; the answer serialized, a failure as `error_body` with its status."""
+@dataclass(frozen=True)
+class Callback:
+    """A route behind the shared secret (checked before its body is read, `check_secret`): the answer serialized,
+    a failure, a refusal included, as `error_body` with its status."""
 
-    def wrap(answer: Answer) -> Route:
-        async def route(ctx: Context, request: EsRequest) -> Response:
-            try:
-                _check_secret(ctx, request)
-                return raw_json(orjson.dumps(await answer(ctx, request), option=orjson.OPT_SERIALIZE_NUMPY))
-            except EsError as error:
-                return raw_json(orjson.dumps(error_body(error)), error.status)
+    answer: Answer
+    error_body: Callable[[EsError], Any]
 
-        route.__name__ = answer.__name__
-        return route
+    async def handle(self, ctx: Context, request: EsRequest) -> Response:
+        try:
+            return raw_json(orjson.dumps(await self.answer(ctx, request), option=orjson.OPT_SERIALIZE_NUMPY))
+        except EsError as error:
+            return self.refuse(error)
 
-    return wrap
+    def refuse(self, error: EsError, params: Params | None = None) -> Response:
+        return raw_json(orjson.dumps(self.error_body(error)), error.status)
+
+
+def _callback(error_body: Callable[[EsError], Any]) -> Callable[[Answer], Callback]:
+    return lambda answer: Callback(answer, error_body)
 
 
 @_callback(lambda error: error.envelope())  # custom turns any JSON error body into its message
@@ -117,10 +124,8 @@ async def openai_embeddings(ctx: Context, request: EsRequest) -> Any:
     return {"object": "list", "data": data, "model": model_id}
 
 
-def _check_secret(ctx: Context, request: EsRequest) -> None:
-    if ctx.callback_secret is not None and not bearer_matches(
-        request.http.headers.get("authorization"), ctx.callback_secret
-    ):
+async def check_secret(ctx: Context, http: Request) -> None:
+    if ctx.callback_secret is not None and not bearer_matches(http.headers.get("authorization"), ctx.callback_secret):
         raise EsError(401, "security_exception", "the callback secret is missing or wrong")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from sidecar.api.endpoint import Context
 from sidecar.api.timevalue import iso_millis
-from sidecar.api.wire import EsRequest
+from sidecar.api.wire import EsRequest, byte_size
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
 from sidecar.logs import event
 from sidecar.models import fields
@@ -222,10 +222,3 @@ def _render(config: dict[str, Any], exclude_generated: bool, human: bool, defini
         out[key] = value
     return out
 
-
-def byte_size(size: int) -> str:
-    """ByteSizeValue.toString(): 1024-based units, one truncated decimal, `.0` dropped."""
-    for unit, scale in (("pb", 1 << 50), ("tb", 1 << 40), ("gb", 1 << 30), ("mb", 1 << 20), ("kb", 1 << 10)):
-        if size >= scale:
-            return f"{int(size / scale * 10) / 10:.1f}".removesuffix(".0") + unit
-    return f"{size}b"
