@@ -75,7 +75,11 @@ def test_a_node_that_cannot_serve_its_deployment_is_red_and_its_peer_yellow(
     try:
         health_when(serving, lambda b: b["number_of_nodes"] == 2)
         start(serving.client(), uploaded(serving.url, traced_classifier, "half-deployed"))
-        status, body = health_when(refusing, lambda b: b["status"] == "red")
+        deadline = time.monotonic() + 120
+        while "failed to start on this node" not in refusing.log():
+            assert time.monotonic() < deadline, refusing.log()
+            time.sleep(0.2)
+        status, body = health(refusing)
         assert (status, body["status"], body["number_of_deployments"], body["deployments_serving_here"]) == (
             503,
             "red",
@@ -87,6 +91,9 @@ def test_a_node_that_cannot_serve_its_deployment_is_red_and_its_peer_yellow(
     finally:
         refusing.stop()
         serving.stop()
+    refusal = [line for line in refusing.log().splitlines() if "failed to start on this node" in line]
+    assert len(refusal) == 1 and "Refusing to load model [half-deployed]" in refusal[0]
+    assert "Traceback" not in refusing.log()
 
 
 @pytest.fixture
