@@ -53,15 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_import(args: argparse.Namespace) -> int:
     """Check the node and the model, trace into a temporary directory, upload; report failures in one line."""
     from sidecar.errors import EsError
+    from sidecar.importer.model_id import default_model_id
     from sidecar.importer.source import SourceError, hub_model, local_model
-    from sidecar.importer.upload import UploadError, check_reachable, upload
+    from sidecar.importer.upload import UploadError, check_node, upload
 
     name = args.model_dir or args.hub_model_id  # a directory on the command line wins over the environment
     if name is None:
         print("sidecar import: give a model directory or --hub-model-id", file=sys.stderr)
         return 2
+    model_id = args.model_id or default_model_id(name)
     try:
-        check_reachable(args.url)
+        check_node(args.url, model_id, clear_previous=args.clear_previous, auth=es_auth(args))
         model_dir = local_model(name) if args.model_dir else hub_model(name, args.hub_access_token)
         from sidecar.importer.trace import trace_model  # only once the checks have passed: it loads torch
 
@@ -71,7 +73,7 @@ def run_import(args: argparse.Namespace) -> int:
                 args.task_type,
                 Path(out_dir),
                 name=name,
-                model_id=args.model_id,
+                model_id=model_id,
                 quantize=args.quantize,
                 max_model_input_length=args.max_model_input_length,
                 force=args.force,

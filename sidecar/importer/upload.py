@@ -14,24 +14,33 @@ if TYPE_CHECKING:  # the trace module loads torch: a failed reachability check m
     from sidecar.importer.trace import TracedModel
 
 JSON_HEADERS = {"accept": "application/json", "content-type": "application/json"}
+ALREADY_EXISTS = "trained model [{}] already exists; use --clear-previous to replace it"
+NOT_ELASTICSEARCH = "{} answers, but not as Elasticsearch or a sidecar node"
 
 
 class UploadError(Exception):
     """A failed upload, worded in one line for the command line."""
 
 
-def check_reachable(url: str) -> None:
-    """Fail before minutes of tracing, not after them. Any HTTP answer will do: the upload checks credentials."""
+def check_node(url: str, model_id: str, *, clear_previous: bool = False, auth: dict[str, Any] | None = None) -> None:
+    """Fail before minutes of tracing, not after them: the node answers as Elasticsearch, lets the caller in, and
+    holds no model with this id unless it is to be replaced. Only the upload's own privileges are needed (GET /
+    would need `monitor`, which an uploader with `manage_ml` lacks)."""
     try:
-        Elasticsearch(url, request_timeout=10, max_retries=0).info()
-    except UnsupportedProductError:
-        raise UploadError(f"{url} answers, but not as Elasticsearch or a sidecar node") from None
-    except ApiError:
-        return  # it answered, if only to refuse
+        es = Elasticsearch(url, request_timeout=10, max_retries=0, **(auth or {}))
+        found = es.options(ignore_status=404).ml.get_trained_models(model_id=model_id)
+    except UnsupportedProductError:  # the client's check of a success
+        raise UploadError(NOT_ELASTICSEARCH.format(url)) from None
+    except ApiError as error:
+        raise UploadError(_describe(error)) from None
     except ValueError as error:  # the client's word for a URL it cannot parse
         raise UploadError(f"cannot reach {url}: {error}") from None
     except TransportError as error:
         raise UploadError(f"cannot reach {url}: {error.message}") from None
+    if found.meta.status == 404 and not isinstance(found.body, dict):  # Elasticsearch's 404 is an error object
+        raise UploadError(NOT_ELASTICSEARCH.format(url))
+    if found.meta.status == 200 and not clear_previous:
+        raise UploadError(ALREADY_EXISTS.format(model_id))
 
 
 def upload(
@@ -69,7 +78,7 @@ def _make_room(es: Elasticsearch, model_id: str, clear_previous: bool) -> None:
     if es.options(ignore_status=404).ml.get_trained_models(model_id=model_id).meta.status != 200:
         return
     if not clear_previous:
-        raise UploadError(f"trained model [{model_id}] already exists; use --clear-previous to replace it")
+        raise UploadError(ALREADY_EXISTS.format(model_id))
     es.ml.stop_trained_model_deployment(model_id=model_id)
     es.options(ignore_status=404).ml.delete_trained_model(model_id=model_id)
 
@@ -78,9 +87,10 @@ def _put_definition(es: Elasticsearch, traced: TracedModel, chunk_size: int, pro
     """The TorchScript file as base64 parts numbered from 0; the length is that of the raw file."""
     total_length = traced.definition.stat().st_size
     total_parts = math.ceil(total_length / chunk_size)
-    with traced.definition.open("rb") as file, tqdm(
-        total=total_length, unit="B", unit_scale=True, desc=traced.model_id, disable=not progress
-    ) as bar:
+    with (
+        traced.definition.open("rb") as file,
+        tqdm(total=total_length, unit="B", unit_scale=True, desc=traced.model_id, disable=not progress) as bar,
+    ):
         for part in range(total_parts):
             chunk = file.read(chunk_size)
             es.ml.put_trained_model_definition_part(

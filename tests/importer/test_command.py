@@ -93,6 +93,17 @@ def test_an_unreachable_node_is_one_line_naming_it_before_any_tracing(tiny_ner_d
     assert line.startswith(f"{PREFIX}cannot reach {url}: ")
 
 
+def test_a_model_id_the_node_holds_is_one_line_before_any_tracing(
+    node: NodeProcess, es: Elasticsearch, traced_ner: TracedModel, tiny_ner_dir: Path
+) -> None:
+    uploaded(node.url, traced_ner, "taken")
+    result = sidecar_import(str(tiny_ner_dir), "--task-type", "ner", "--url", node.url, "--es-model-id", "taken")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{PREFIX}trained model [taken] already exists; use --clear-previous to replace it"
+    ]
+
+
 def test_a_head_the_checkpoint_lacks_is_refused_in_one_line_before_tracing(
     node: NodeProcess, es: Elasticsearch, tmp_path: Path
 ) -> None:
