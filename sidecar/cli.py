@@ -139,7 +139,7 @@ def _store(value: str) -> str:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    from sidecar.api.timevalue import parse_time
+    from sidecar.timevalue import parse_time
 
     return Settings(
         host=args.host,

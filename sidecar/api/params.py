@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sidecar.api.timevalue import TimeValue, parse_time
+from sidecar.timevalue import TimeValue, parse_time
 from sidecar.errors import EsError, illegal_argument
 
 # Read by every handler (RestRequest / AbstractRestChannel); never "unrecognized".

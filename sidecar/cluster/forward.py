@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from sidecar.api.timevalue import TimeValue
+from sidecar.timevalue import TimeValue
 from sidecar.errors import EsError
 
 log = logging.getLogger(__name__)

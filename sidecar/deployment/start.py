@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.api.params import Params
-from sidecar.api.timevalue import TimeValue, iso_micros, parse_time
+from sidecar.timevalue import TimeValue, iso_micros, parse_time
 from sidecar.deployment.manager import Deployments
 from sidecar.errors import (
     EsError,

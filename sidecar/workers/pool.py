@@ -13,7 +13,7 @@ from itertools import count
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from sidecar.api.timevalue import TimeValue
+from sidecar.timevalue import TimeValue
 from sidecar.errors import EsError, status_exception
 from sidecar.logs import event
 from sidecar.workers.channel import frame, read

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from sidecar.api.timevalue import TimeValue
+from sidecar.timevalue import TimeValue
 
 
 @dataclass(eq=False)

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from sidecar.api.timevalue import TimeValue
+from sidecar.timevalue import TimeValue
 from sidecar.errors import EsError
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.spec import WorkerSpec

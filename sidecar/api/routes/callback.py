@@ -34,7 +34,7 @@ from sidecar.api.endpoint import Context
 from sidecar.api.params import Params
 from sidecar.api.routes.infer import run_inference
 from sidecar.api.routes.models import model_or_404
-from sidecar.api.timevalue import TimeValue
+from sidecar.timevalue import TimeValue
 from sidecar.api.wire import EsRequest, raw_json
 from sidecar.elastic.secret import bearer_matches
 from sidecar.errors import EsError, illegal_argument, status_exception

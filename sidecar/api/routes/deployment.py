@@ -7,7 +7,7 @@ from typing import Any
 
 from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import all_models, match_models, model_or_404
-from sidecar.api.timevalue import iso_millis
+from sidecar.timevalue import iso_millis
 from sidecar.api.wire import EsRequest
 from sidecar.cluster.node import describe
 from sidecar.deployment.start import (

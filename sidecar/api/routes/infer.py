@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import model_or_404
-from sidecar.api.timevalue import TimeValue, parse_time
+from sidecar.timevalue import TimeValue, parse_time
 from sidecar.api.wire import EsRequest, deprecation_warning, raw_json, render
 from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment

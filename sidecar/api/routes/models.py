@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from sidecar.api.endpoint import Context
-from sidecar.api.timevalue import iso_millis
+from sidecar.timevalue import iso_millis
 from sidecar.api.wire import EsRequest, byte_size
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
 from sidecar.logs import event

@@ -1,6 +1,6 @@
 import pytest
 
-from sidecar.api.timevalue import parse_time
+from sidecar.timevalue import parse_time
 from sidecar.errors import EsError
 
 
