@@ -1,7 +1,7 @@
 import pytest
 
-from sidecar.timevalue import parse_time
 from sidecar.errors import EsError
+from sidecar.timevalue import parse_time
 
 
 @pytest.mark.parametrize(

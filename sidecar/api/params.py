@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sidecar.timevalue import TimeValue, parse_time
 from sidecar.errors import EsError, illegal_argument
+from sidecar.timevalue import TimeValue, parse_time
 
 # Read by every handler (RestRequest / AbstractRestChannel); never "unrecognized".
 GLOBAL_PARAMS = ("pretty", "human", "error_trace", "filter_path", "format")

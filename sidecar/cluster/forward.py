@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from sidecar.timevalue import TimeValue
 from sidecar.errors import EsError
+from sidecar.timevalue import TimeValue
 
 log = logging.getLogger(__name__)
 FORWARDED_HEADER = "x-sidecar-forwarded"

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.api.params import Params
-from sidecar.timevalue import TimeValue, iso_micros, parse_time
 from sidecar.deployment.manager import Deployments
 from sidecar.errors import (
     EsError,
@@ -17,6 +16,7 @@ from sidecar.errors import (
     status_exception,
     validation_failed,
 )
+from sidecar.timevalue import TimeValue, iso_micros, parse_time
 
 WAIT_FOR_ORDER = ("starting", "started", "fully_allocated")
 _ACTION = "cluster:admin/xpack/ml/trained_models/deployment/start"

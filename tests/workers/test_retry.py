@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from sidecar.timevalue import TimeValue
 from sidecar.errors import EsError
+from sidecar.timevalue import TimeValue
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.spec import WorkerSpec
 from tests.workers.retry_worker import crash_on_poison

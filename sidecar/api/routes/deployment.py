@@ -7,7 +7,6 @@ from typing import Any
 
 from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import all_models, match_models, model_or_404
-from sidecar.timevalue import iso_millis
 from sidecar.api.wire import EsRequest
 from sidecar.cluster.node import describe
 from sidecar.deployment.start import (
@@ -23,6 +22,7 @@ from sidecar.errors import EsError, model_not_found, status_exception
 from sidecar.models.definition import check_whole
 from sidecar.store.base import AlreadyExists, ModelMissing
 
+from sidecar.timevalue import iso_millis
 
 async def start(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]

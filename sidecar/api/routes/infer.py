@@ -11,13 +11,13 @@ from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
 from sidecar.api.routes.models import model_or_404
-from sidecar.timevalue import TimeValue, parse_time
 from sidecar.api.wire import EsRequest, deprecation_warning, raw_json, render
 from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.errors import EsError, status_exception, validation_failed
 from sidecar.models.tasks import apply_update
 from sidecar.settings import Settings
+from sidecar.timevalue import TimeValue, parse_time
 from sidecar.workers.pool import QueueFull
 
 # RestInferTrainedModelDeploymentAction: deprecated by the `_infer` API that 8.3 added (elasticsearch#86361)

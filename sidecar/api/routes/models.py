@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 from sidecar.api.endpoint import Context
-from sidecar.timevalue import iso_millis
 from sidecar.api.wire import EsRequest, byte_size
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
 from sidecar.logs import event
@@ -17,6 +16,7 @@ from sidecar.models import fields
 from sidecar.models.config import BUILTIN_LANG_IDENT, DEFER_DECOMPRESSION, DEFINITION_FIELDS, build_config
 from sidecar.models.definition import check_whole, parse_part, part_exists
 from sidecar.store.base import AlreadyExists, ModelDeployed
+from sidecar.timevalue import iso_millis
 
 _INCLUDES = ("hyperparameters", "definition", "feature_importance_baseline", "definition_status", "total_feature_importance")
 _GENERATED = ("created_by", "version", "create_time", "model_size_bytes", "estimated_operations", "license_level")
