@@ -15,10 +15,10 @@ from typing import Any
 
 from sidecar.errors import EsError, status_exception
 from sidecar.logs import event
+from sidecar.timevalue import TimeValue
 from sidecar.workers.channel import frame, read
 from sidecar.workers.process import worker_main
 from sidecar.workers.queue import BoundedQueue, Item
-from sidecar.timevalue import TimeValue
 from sidecar.workers.spec import DONE, FAILED, INFER, READY, STOP, WorkerSpec
 
 log = logging.getLogger(__name__)

@@ -40,13 +40,11 @@ from sidecar.errors import EsError, illegal_argument, status_exception
 from sidecar.timevalue import TimeValue
 
 # How long a callback may wait for a worker. The cluster's HTTP client sets no read timeout (only
-# `xpack.inference.http.connect_timeout`, 5 s, HttpClientManager) and ingest waits for the answer without limit
-# (InferModelAction DEFAULT_TIMEOUT_FOR_INGEST; semantic_text: ShardBulkInferenceActionFilter, TimeValue.MAX_VALUE),
-# so a document keeps its vector as long as its callback waits: far longer than a queue of what the cluster's
-# connections hold (20 per cluster node) takes to drain. Callers that wait less have given up by then (a PUT's
-# validation call and a direct `_inference` call, 30 s, InferenceAction.Request.DEFAULT_TIMEOUT; a query's inference,
-# `xpack.inference.query_timeout`, 10 s on newer releases); a callback cannot tell them from ingest (endpoints.INPUT_TYPE).
-_DEADLINE = TimeValue(120.0, "2m")
+# `xpack.inference.http.connect_timeout`, 5 s, HttpClientManager) and ingest waits without limit
+# (InferModelAction DEFAULT_TIMEOUT_FOR_INGEST); a PUT's validation call and a direct `_inference` call wait 30 s
+# (InferenceAction.Request.DEFAULT_TIMEOUT). Stay under that. (Newer releases give a query's inference
+# `xpack.inference.query_timeout`, 10 s, but a callback cannot tell a query from ingest: see endpoints.INPUT_TYPE.)
+_DEADLINE = TimeValue(25.0, "25s")
 _DENSE, _SPARSE = "text_embedding", "text_expansion"
 INGEST, SEARCH = "ingest", "search"
 
