@@ -10,8 +10,8 @@ parses. Dense vectors are scaled to unit length, so `cosine` and `dot_product` e
 
 Under load a callback waits for a worker instead of taking a 429: the cluster gives a document up after a few
 429s (from 8.15 `RetryingHttpSender` makes at most 3 attempts, about 1 s then 2 s apart; 8.12-8.14 retry for
-30 s; a `custom` endpoint's 5xx is never retried, `CustomResponseHandler`). A 429 is the last resort: the node's
-in-flight-requests breaker (the memory callbacks may hold while they wait), or the callback deadline.
+30 s; a `custom` endpoint's 5xx is never retried, `CustomResponseHandler`). Only the node's in-flight-requests
+breaker (the memory callbacks may hold while they wait) answers them 429, and the callback deadline 408.
 
 The model's `prefix_strings` follow the body's `input_type` (`ingest`, the default, or `search`), which a `custom`
 endpoint fills from its `${input_type}` template; `hugging_face` and `openai` requests carry none, so they get the
@@ -40,11 +40,14 @@ from sidecar.errors import EsError, illegal_argument, status_exception
 from sidecar.timevalue import TimeValue
 
 # How long a callback may wait for a worker. The cluster's HTTP client sets no read timeout (only
-# `xpack.inference.http.connect_timeout`, 5 s, HttpClientManager) and ingest waits without limit
-# (InferModelAction DEFAULT_TIMEOUT_FOR_INGEST); a PUT's validation call and a direct `_inference` call wait 30 s
-# (InferenceAction.Request.DEFAULT_TIMEOUT). Stay under that. (Newer releases give a query's inference
-# `xpack.inference.query_timeout`, 10 s, but a callback cannot tell a query from ingest: see endpoints.INPUT_TYPE.)
-_DEADLINE = TimeValue(25.0, "25s")
+# `xpack.inference.http.connect_timeout`, 5 s, HttpClientManager) and ingest waits for the answer without limit
+# (InferModelAction DEFAULT_TIMEOUT_FOR_INGEST; semantic_text: ShardBulkInferenceActionFilter, TimeValue.MAX_VALUE),
+# so a document keeps its vector as long as its callback waits: far longer than a queue of what the cluster's
+# connections hold (20 per cluster node) takes to drain. Callers that wait less have given up by then (a PUT's
+# validation call and a direct `_inference` call, 30 s, InferenceAction.Request.DEFAULT_TIMEOUT; a query's
+# inference, `xpack.inference.query_timeout`, 10 s on newer releases); a callback cannot tell them from ingest
+# (endpoints.INPUT_TYPE).
+_DEADLINE = TimeValue(120.0, "2m")
 _DENSE, _SPARSE = "text_embedding", "text_expansion"
 INGEST, SEARCH = "ingest", "search"
 
@@ -138,15 +141,9 @@ async def _config(ctx: Context, model_id: str) -> dict[str, Any]:
 async def _infer(
     ctx: Context, request: EsRequest, model_id: str, config: dict[str, Any], texts: list[str], input_type: str
 ) -> list[bytes]:
-    """Wait for a worker (here or on a node with room); past the deadline ask for a retry (429) rather than give
-    the document up (a 408 is not retried)."""
+    """Wait for a worker, here or on a node with room."""
     docs = {"docs": [{config["input"]["field_names"][0]: text} for text in texts]}
-    try:
-        return await run_inference(ctx, request.http, model_id, docs, _DEADLINE, input_type=input_type, wait=True)
-    except EsError as error:
-        if error.status == 408:
-            raise EsError(429, "es_rejected_execution_exception", error.reason) from None
-        raise
+    return await run_inference(ctx, request.http, model_id, docs, _DEADLINE, input_type=input_type, wait=True)
 
 
 def _input_type(body: dict[str, Any]) -> str:
