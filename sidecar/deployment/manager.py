@@ -61,7 +61,7 @@ class Deployments:
         while not self._closing:
             try:
                 await self.heartbeat()
-                await self.reconcile()
+                await self.reconcile(fresh=False)
             except Exception as exc:
                 self._pass_failed(exc)
             else:
@@ -100,8 +100,10 @@ class Deployments:
         }
         await asyncio.to_thread(self.store.heartbeat, doc)
 
-    async def reconcile(self) -> None:
-        stored = await self.refresh_view()
+    async def reconcile(self, fresh: bool = True) -> None:
+        """`fresh=False` (the loop's pass every heartbeat) reads what the store last made visible: with
+        `--store elasticsearch` the cluster's own refresh each second, rather than a refresh per node per pass."""
+        stored = await self.refresh_view(fresh)
         for model_id in await asyncio.to_thread(self._orphans, stored):
             log.warning("deployment [%s] outlived its model; stopping and removing it", model_id)
             await asyncio.to_thread(self.store.delete_deployment, model_id)
@@ -139,19 +141,25 @@ class Deployments:
         except Exception as exc:  # a store that cannot be reached: the others drop this node when its heartbeat stops
             log.warning("could not leave the store: %s: %s", type(exc).__name__, exc, extra=event("leave", "failure"))
 
-    async def refresh_view(self) -> dict[str, dict[str, Any]]:
+    async def serving_now(self, model_id: str) -> list[str]:
+        """The nodes serving `model_id` by its routing entries as they are now (a realtime read, no refresh)."""
+        routes = await asyncio.to_thread(self.store.routes, model_id)
+        self.serving[model_id] = [node for node, route in routes.items() if route["routing_state"] == STARTED]
+        return self.serving[model_id]
+
+    async def refresh_view(self, fresh: bool = True) -> dict[str, dict[str, Any]]:
         """Re-read nodes, deployments and routes; forget nodes whose heartbeat stopped.
 
         Returns every stored deployment by model id, with its routing entries under `routes`.
         """
         horizon = time.time() - self.settings.heartbeat_timeout_s
-        nodes = await asyncio.to_thread(self.store.nodes)
+        nodes = await asyncio.to_thread(self.store.nodes, fresh)
         for stale in (n for n in nodes if n["last_seen"] < horizon and n["id"] != self.node.id):
             log.warning("node [%s] missed its heartbeats; removing it and its routing entries", stale["name"])
             await asyncio.to_thread(self.store.remove_node, stale["id"])
         self.live = [n for n in nodes if n["last_seen"] >= horizon or n["id"] == self.node.id]
         stored = {}
-        for deployment in await asyncio.to_thread(self.store.list_deployments):
+        for deployment in await asyncio.to_thread(self.store.list_deployments, fresh):
             routes = await asyncio.to_thread(self.store.routes, deployment["model_id"])
             stored[deployment["model_id"]] = {**deployment, "routes": routes}
         self.serving = {

@@ -15,6 +15,12 @@ from sidecar.settings import Settings
 
 COMPATIBLE_8 = "application/vnd.elasticsearch+json; compatible-with=8"
 _HEADERS = {"accept": COMPATIBLE_8, "content-type": COMPATIBLE_8}
+
+
+def compatible_headers(authorization: str | None = None) -> dict[str, str]:
+    """The headers of every request this package sends, sync or async; the typed client methods would send
+    `compatible-with=9`, which 8.x refuses, so requests go through `perform_request` with these."""
+    return {**_HEADERS, "authorization": authorization} if authorization else _HEADERS
 _ENVELOPE_KEYS = ("type", "reason", "caused_by", "root_cause", "stack_trace", "suppressed")
 
 
@@ -55,9 +61,10 @@ async def call(
     `authorization` replaces the node's credentials, to ask the cluster about a caller's.
     Unreachable clusters raise the transport's `ConnectionError` / `ConnectionTimeout`.
     """
-    headers = {**_HEADERS, "authorization": authorization} if authorization else _HEADERS
     try:
-        response = await es.perform_request(method, path, params=params, headers=headers, body=body)
+        response = await es.perform_request(
+            method, path, params=params, headers=compatible_headers(authorization), body=body
+        )
     except ApiError as exc:
         raise cluster_error(exc) from exc
     return response.body

@@ -1,6 +1,11 @@
 """Each REST caller's own credentials, judged by the cluster, refused with the cluster's own 401 and 403 bodies.
 
-The caller's `Authorization` header goes to `POST _security/user/_has_privileges` with the route's action; a refusal
+The caller's `Authorization` header goes to `POST _security/user/_has_privileges` with the route's action and the
+privileges that grant it: asked about an action name, Elasticsearch checks that `<action>*` is a subset of the
+caller's role (ClusterPrivilegeResolver.resolve, RBACEngine), which a privilege holding the exact action name
+(`manage_inference` holds `.../deployment/start`, `monitor_inference` `.../deployment/infer`) does not satisfy though
+it grants the action. So the caller passes when any of the names is granted: the action (wildcard roles and
+patterns), or a privilege that grants it (the list Elasticsearch names in its refusal). A refusal
 is worded as Elasticsearch words it (`AuthorizationDenialMessages`), which needs `GET _security/_authenticate` for
 the user's roles. Verdicts are kept 30 s per (header hash, action); failed authentications are not kept.
 """
@@ -74,8 +79,9 @@ class Guard:
     async def _ask(self, header: str, action: Action, uri: str) -> EsError | None:
         es = self._link.es
         try:
-            answer = await call(es, "POST", _HAS_PRIVILEGES, {"cluster": [action.name]}, authorization=header)
-            if answer.get("has_all_requested"):
+            names = [action.name, *action.granted_by.split(",")]
+            answer = await call(es, "POST", _HAS_PRIVILEGES, {"cluster": names}, authorization=header)
+            if any(answer.get("cluster", {}).values()):
                 return None
             return forbidden(action, await call(es, "GET", "/_security/_authenticate", authorization=header))
         except EsError as error:

@@ -19,7 +19,7 @@ from sidecar.elastic.exposure import is_exposed
 from sidecar.elastic.guard import Guard
 from sidecar.elastic.probe import ClusterInfo, probe
 from sidecar.elastic.references import referencing_pipelines
-from sidecar.elastic.registry import Registry
+from sidecar.elastic.registry import Registry, Serving
 from sidecar.errors import EsError, status_exception
 from sidecar.logs import event
 from sidecar.settings import Settings
@@ -41,8 +41,10 @@ class ClusterLink:
         self.problem: str | None = _NOT_CONTACTED  # why the cluster cannot be reached, while it cannot
         self._exposed = is_exposed(settings)
         self._loop: asyncio.Task[None] | None = None
+        self._deployments: Deployments | None = None
 
     def start(self, deployments: Deployments) -> None:
+        self._deployments = deployments
         self._loop = asyncio.create_task(self._run(deployments))
 
     async def close(self) -> None:
@@ -94,12 +96,20 @@ class ClusterLink:
         except EsError as error:
             log.warning("model [%s] cannot be reached from ingest pipelines: %s", model_id, error.reason)
             return error.reason
-        return await self.registry.register(info, model_id, model_task(config), replace=True)
+        self.registry.forget(model_id)
+        return await self.registry.register(info, model_id, model_task(config), self._serving(model_id))
 
-    async def model_deleted(self, model_id: str) -> None:
+    async def model_deleting(self, model_id: str, force: bool) -> None:
+        """Before a model is deleted, its endpoint goes: the cluster's 409 for an endpoint that a pipeline or a
+        `semantic_text` mapping uses (without `force`) is raised, and the model stays. An unreachable cluster leaves
+        the endpoint behind, with a warning."""
         try:
-            await self.registry.unregister(await self.current(), model_id)
-        except (EsError, TransportError) as exc:
+            await self.registry.unregister(await self.current(), model_id, force)
+        except EsError as error:
+            if error.status == 409:
+                raise
+            log.warning("inference endpoint [%s] may remain on the cluster: %s", model_id, error.reason)
+        except TransportError as exc:
             log.warning("inference endpoint [%s] may remain on the cluster: %s", model_id, exc)
 
     async def refuse_if_referenced(self, model_id: str, message: str) -> None:
@@ -113,6 +123,14 @@ class ClusterLink:
             ) from None
         if pipelines:
             raise status_exception(409, message)
+
+    def _serving(self, model_id: str) -> Serving:
+        """Live nodes serving the model, as of the deployments' last look at the store (this node included)."""
+        if self._deployments is None:
+            return Serving(frozenset({self.registry.node_url}))
+        serving = set(self._deployments.serving.get(model_id, []))
+        urls = {node["url"] for node in self._deployments.live if node["id"] in serving}
+        return Serving(frozenset(urls | {self.registry.node_url}))
 
     def status(self) -> dict[str, Any]:
         """The `cluster` section of `GET /_sidecar/status`."""
@@ -136,7 +154,7 @@ class ClusterLink:
                 info = await self.refresh()
                 if info is not None:
                     for model_id, local in list(deployments.local.items()):
-                        await self.registry.register(info, model_id, model_task(local.config), replace=False)
+                        await self.registry.register(info, model_id, model_task(local.config), self._serving(model_id))
             except Exception:
                 log.exception("cluster link loop failed; retrying")
             await asyncio.sleep(_INTERVAL_S)

@@ -1,11 +1,10 @@
 """The Elasticsearch action behind each REST route, as the cluster authorizes it.
 
 Action names are Elasticsearch's transport actions (`InferModelAction.EXTERNAL_NAME`,
-`StartTrainedModelDeploymentAction.NAME`, ...). `_has_privileges` accepts them in `cluster` like privilege names
-(`ClusterPrivilegeResolver.resolve`), so its answer is the cluster's own decision for that action: `manage_ml` grants
-start, stop, put and delete (recent versions' `manage_inference` grants start and stop too); `monitor_ml` grants
-get, stats and `_infer` (`_infer` runs `cluster:monitor/xpack/ml/inference/infer`, inside `monitor_ml`'s
-`cluster:monitor/xpack/ml/*`).
+`StartTrainedModelDeploymentAction.NAME`, ...). `manage_ml` grants start, stop, put and delete (`manage_inference`
+grants start and stop too, `monitor_inference` the deployment's `_infer`); `monitor_ml` grants get, stats and
+`_infer` (`_infer` runs `cluster:monitor/xpack/ml/inference/infer`, inside `monitor_ml`'s
+`cluster:monitor/xpack/ml/*`). How the guard asks about them: see `sidecar.elastic.guard`.
 `granted_by` is the list a refusal names (`ClusterPrivilegeResolver.findPrivilegesThatGrant` order, Elasticsearch 9).
 """
 

@@ -92,7 +92,8 @@ class Store(abc.ABC):
     def get_deployment(self, model_id: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def list_deployments(self) -> list[dict[str, Any]]: ...
+    def list_deployments(self, fresh: bool = True) -> list[dict[str, Any]]:
+        """Every deployment; `fresh=False` may miss writes of the last second (the reconcile loop's read)."""
 
     @abc.abstractmethod
     def update_deployment(self, model_id: str, changes: dict[str, Any]) -> None: ...
@@ -121,8 +122,8 @@ class Store(abc.ABC):
         """Register or refresh a node (`id`, `name`, `url`, `cores`, ...) with the current time."""
 
     @abc.abstractmethod
-    def nodes(self) -> list[dict[str, Any]]:
-        """Every registered node with its `last_seen` (epoch seconds)."""
+    def nodes(self, fresh: bool = True) -> list[dict[str, Any]]:
+        """Every registered node with its `last_seen` (epoch seconds); `fresh=False` as for `list_deployments`."""
 
     @abc.abstractmethod
     def remove_node(self, node_id: str) -> None:

@@ -4,7 +4,10 @@ Used the way Kibana uses Elasticsearch: one hidden index per kind of record (`<p
 mapping; creates use `op_type=create`, so a duplicate loses with a 409; updates are read-modify-write guarded by
 `if_seq_no`/`if_primary_term`, retried when another writer got there first. A model's document is the lock that
 serialises its deletion with its deployment (see `delete_model` and `create_deployment`). Reads by id are realtime GETs, which see
-every acknowledged write; a search sees only refreshed segments, so each search refreshes its index first.
+every acknowledged write; a search sees only refreshed segments, so a search that must see a write of a moment ago
+refreshes its index first, and the nodes' loops read what the indices' own refresh (every second) shows. Every request
+names `compatible-with=8` (see `sidecar.elastic.client`), and each index has an index template, so that an index
+deleted under the nodes comes back with its mapping.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from functools import cached_property, wraps
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote
 
 from elasticsearch import (
     ApiError,
@@ -25,6 +29,7 @@ from elasticsearch import (
     NotFoundError,
 )
 
+from sidecar.elastic.client import compatible_headers
 from sidecar.errors import EsError, illegal_argument, status_exception
 from sidecar.ids import new_id
 from sidecar.store.base import AlreadyExists, ModelDeployed, ModelMissing, PartInfo, Store
@@ -54,7 +59,11 @@ _MAPPINGS = {
     "nodes": _strict(node_id=_KEYWORD, node=_OPAQUE, last_seen={"type": "double"}),
     "meta": _strict(cluster_uuid=_KEYWORD),
 }
-_SETTINGS = {"index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1"}}
+# refresh_interval explicit: a shard with the default is search-idle after 30 s and is refreshed only by a search
+_SETTINGS = {
+    "index": {"hidden": True, "number_of_shards": 1, "auto_expand_replicas": "0-1", "refresh_interval": "1s"}
+}
+_TEMPLATE_PRIORITY = 500  # above the stack's own templates (100-200)
 _PART_FIELDS = ["part", "total_parts", "total_definition_length", "length"]
 _ALL: Doc = {"match_all": {}}
 _MAX_HITS = 10_000  # index.max_result_window's default: the most one search may answer
@@ -164,7 +173,6 @@ class ElasticsearchStore(Store):
             time.sleep(random.uniform(0, _BACKOFF_S * attempt))
         raise _kept_changing(model_id, self._name("models"))
 
-
     def _delete_model_data(self, model_id: str) -> None:
         self._delete("vocabularies", model_id)
         self._delete_by_query("definitions", {"term": {"model_id": model_id}})
@@ -214,14 +222,13 @@ class ElasticsearchStore(Store):
             self._delete("deployments", model_id)
             raise ModelMissing(model_id)
 
-
     def get_deployment(self, model_id: str) -> Doc | None:
         doc = self._source("deployments", model_id)
         return doc["deployment"] if doc else None
 
-    def list_deployments(self) -> list[Doc]:
-        """A refreshed search: every node's reconcile must see a `_start` written a moment ago on any node."""
-        return [doc["deployment"] for doc in self._search("deployments", _ALL, "model_id")]
+    def list_deployments(self, fresh: bool = True) -> list[Doc]:
+        """`fresh`: a refreshed search, for a caller that must see a `_start` written a moment ago on any node."""
+        return [doc["deployment"] for doc in self._search("deployments", _ALL, "model_id", fresh=fresh)]
 
     def update_deployment(self, model_id: str, changes: Doc) -> None:
         self._modify("deployments", model_id, lambda doc: {**doc, "deployment": {**doc["deployment"], **changes}})
@@ -247,9 +254,10 @@ class ElasticsearchStore(Store):
         """A plain overwrite: only this node writes its document. `last_seen` is this node's clock."""
         self._write("nodes", node["id"], {"node_id": node["id"], "node": node, "last_seen": time.time()})
 
-    def nodes(self) -> list[Doc]:
-        """A refreshed search: a node counts from its first heartbeat on."""
-        return [{**doc["node"], "last_seen": doc["last_seen"]} for doc in self._search("nodes", _ALL, "node_id")]
+    def nodes(self, fresh: bool = True) -> list[Doc]:
+        """`fresh`: a refreshed search, so a node counts from its first heartbeat on."""
+        docs = self._search("nodes", _ALL, "node_id", fresh=fresh)
+        return [{**doc["node"], "last_seen": doc["last_seen"]} for doc in docs]
 
     def remove_node(self, node_id: str) -> None:
         """Its entries are stripped from every deployment a refreshed search finds, each under the OCC check."""
@@ -261,20 +269,28 @@ class ElasticsearchStore(Store):
     def _name(self, kind: str) -> str:
         return f"{self._prefix}-{kind}"
 
+    def _request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """Every call, in the version-8 compatible format that 8.x and 9.x clusters both take."""
+        query = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in params.items() if v is not None}
+        return self._es.perform_request(method, path, params=query or None, headers=compatible_headers(), body=body)
+
     @_as_es_errors
     def _index(self, kind: str) -> str:
-        """The index for `kind`, created with its mapping the first time this store touches it."""
+        """The index for `kind`, made the first time this store touches it: an index template first, so that a write
+        after someone deleted the index re-creates it (auto-create) with its mapping rather than dynamic ones."""
         name = self._name(kind)
         if kind not in self._ready:
-            if not self._es.indices.exists(index=name):
-                self._create_index(name, _MAPPINGS[kind])
+            template = {"settings": _SETTINGS, "mappings": _MAPPINGS[kind]}
+            body = {"index_patterns": [name], "priority": _TEMPLATE_PRIORITY, "template": template}
+            self._request("PUT", f"/_index_template/{name}", body)
+            self._create_index(name)
             self._ready.add(kind)
         return name
 
-    def _create_index(self, name: str, mappings: Doc) -> None:
+    def _create_index(self, name: str) -> None:
         """Another node creating the same index at the same moment is as good."""
         try:
-            self._es.indices.create(index=name, settings=_SETTINGS, mappings=mappings)
+            self._request("PUT", f"/{name}")
         except BadRequestError as exc:
             if exc.error != "resource_already_exists_exception":
                 raise
@@ -283,7 +299,7 @@ class ElasticsearchStore(Store):
     def _get(self, kind: str, doc_id: str) -> Doc | None:
         """A realtime GET (the default): it sees every acknowledged write, refreshed or not."""
         try:
-            return self._es.get(index=self._index(kind), id=doc_id).body
+            return self._request("GET", f"/{self._index(kind)}/_doc/{quote(doc_id, safe='')}").body
         except NotFoundError:
             return None
 
@@ -295,7 +311,7 @@ class ElasticsearchStore(Store):
     def _create(self, kind: str, doc_id: str, doc: Doc) -> None:
         """`_create` is op_type=create: the cluster refuses an existing id with a 409, whoever raced us."""
         try:
-            self._es.create(index=self._index(kind), id=doc_id, document=doc)
+            self._request("PUT", f"/{self._index(kind)}/_create/{quote(doc_id, safe='')}", doc)
         except ConflictError:
             raise AlreadyExists(doc_id) from None
 
@@ -304,7 +320,7 @@ class ElasticsearchStore(Store):
         """Index `doc`; given `expected` (a GET's answer), only if that is still the current version."""
         occ = {"if_seq_no": expected["_seq_no"], "if_primary_term": expected["_primary_term"]} if expected else {}
         try:
-            self._es.index(index=self._index(kind), id=doc_id, document=doc, **occ)
+            self._request("PUT", f"/{self._index(kind)}/_doc/{quote(doc_id, safe='')}", doc, **occ)
         except ConflictError:
             return False
         return True
@@ -330,18 +346,26 @@ class ElasticsearchStore(Store):
         """Delete `doc_id`; given `expected` (a GET's answer), only if that is still the current version."""
         occ = {"if_seq_no": expected["_seq_no"], "if_primary_term": expected["_primary_term"]} if expected else {}
         try:
-            self._es.delete(index=self._index(kind), id=doc_id, **occ)
+            self._request("DELETE", f"/{self._index(kind)}/_doc/{quote(doc_id, safe='')}", **occ)
         except (NotFoundError, ConflictError):
             return False
         return True
 
     @_as_es_errors
-    def _search(self, kind: str, query: Doc, sort: str, fields: list[str] | None = None) -> list[Doc]:
-        """Refresh first: a search sees only refreshed documents, and callers list what they (or a peer) just wrote."""
+    def _search(
+        self, kind: str, query: Doc, sort: str, fields: list[str] | None = None, fresh: bool = True
+    ) -> list[Doc]:
+        """`fresh`: refresh first, for callers that list what they (or a peer) just wrote; otherwise the search sees
+        what the cluster's own refresh (every second) made visible. A deleted index lists nothing."""
         index = self._index(kind)
-        self._es.indices.refresh(index=index)
         source = {"includes": fields} if fields else True
-        found = self._es.search(index=index, query=query, sort=[{sort: "asc"}], size=_MAX_HITS, source=source)
+        body = {"query": query, "sort": [{sort: "asc"}], "size": _MAX_HITS, "_source": source}
+        try:
+            if fresh:
+                self._request("POST", f"/{index}/_refresh")
+            found = self._request("POST", f"/{index}/_search", body)
+        except NotFoundError:
+            return []
         return [hit["_source"] for hit in found["hits"]["hits"]]
 
     @_as_es_errors
@@ -351,5 +375,8 @@ class ElasticsearchStore(Store):
         `conflicts=proceed`: a chunk rewritten meanwhile is skipped rather than failing the whole sweep.
         """
         index = self._index(kind)
-        self._es.indices.refresh(index=index)
-        self._es.delete_by_query(index=index, query=query, conflicts="proceed")
+        try:
+            self._request("POST", f"/{index}/_refresh")
+            self._request("POST", f"/{index}/_delete_by_query", {"query": query}, conflicts="proceed")
+        except NotFoundError:
+            pass

@@ -223,7 +223,7 @@ class SqliteStore(Store):
         row = self._read_one("SELECT doc FROM deployments WHERE model_id = ?", (model_id,))
         return orjson.loads(row[0]) if row else None
 
-    def list_deployments(self) -> list[dict[str, Any]]:
+    def list_deployments(self, fresh: bool = True) -> list[dict[str, Any]]:
         rows = self._db().execute("SELECT doc FROM deployments ORDER BY model_id").fetchall()
         return [orjson.loads(r[0]) for r in rows]
 
@@ -265,7 +265,7 @@ class SqliteStore(Store):
         with self._write() as db:
             db.execute("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)", (node["id"], orjson.dumps(node), time.time()))
 
-    def nodes(self) -> list[dict[str, Any]]:
+    def nodes(self, fresh: bool = True) -> list[dict[str, Any]]:
         rows = self._db().execute("SELECT doc, last_seen FROM nodes ORDER BY node_id").fetchall()
         return [{**orjson.loads(doc), "last_seen": seen} for doc, seen in rows]
 

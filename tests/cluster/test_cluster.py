@@ -1,16 +1,20 @@
 """Three real nodes sharing one store: allocation everywhere, forwarding, failure and return, graceful stop.
 
-The store is one SQLite file, and, when SIDECAR_TEST_ES_URL points at a real cluster, that cluster's indices too
-(credentials: SIDECAR_TEST_ES_API_KEY, or SIDECAR_TEST_ES_USER and SIDECAR_TEST_ES_PASSWORD).
+The store is one SQLite file, and a cluster's indices (`--store elasticsearch`): the Elasticsearch test double of an
+8.x and a 9.x release (the slowest suite: two releases, one of each major, whose media types differ), or the real
+cluster at SIDECAR_TEST_ES_URL when set (credentials: SIDECAR_TEST_ES_API_KEY, or SIDECAR_TEST_ES_USER and
+SIDECAR_TEST_ES_PASSWORD).
 
 Node 1 runs with a graph-node limit too small for any model, so every model is refused there: its routing entry is
 `failed` and every infer sent to it is forwarded to the others.
 """
 
+import json
 import os
 import signal
 import threading
 import time
+import urllib.request
 import zipfile
 
 import pytest
@@ -18,6 +22,7 @@ from elasticsearch import ApiError
 
 from benchmarks.texts import LONG
 from tests.support.deploy import infer, start, uploaded
+from tests.support.es_cluster_double import EsClusterDouble
 from tests.support.node import NodeProcess
 
 HEARTBEAT_TIMEOUT_S = 3
@@ -27,19 +32,37 @@ ES_USER, ES_PASSWORD = os.environ.get("SIDECAR_TEST_ES_USER"), os.environ.get("S
 CREDENTIALS = {"api_key": ES_API_KEY} if ES_API_KEY else {"basic_auth": (ES_USER, ES_PASSWORD)} if ES_USER else {}
 
 
-def store_arguments(backend, root):
+STORES = ["sqlite", "elasticsearch"] if ES_URL else ["sqlite", "elasticsearch-8.19.6", "elasticsearch-9.1.5"]
+
+
+def store_arguments(backend, root, double):
     if backend == "sqlite":
         return ["--store", f"sqlite:{root / 'shared.db'}"]
-    if not ES_URL:
-        pytest.skip("SIDECAR_TEST_ES_URL is not set: no Elasticsearch cluster to share state through")
+    if double is not None:
+        return ["--store", "elasticsearch", "--es-url", double.url]
     credentials = ["--es-api-key", ES_API_KEY] if ES_API_KEY else ["--es-user", ES_USER, "--es-password", ES_PASSWORD] if ES_USER else []
     return ["--store", "elasticsearch", "--es-url", ES_URL, *credentials]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "elasticsearch"])
-def cluster(request, tmp_path_factory):
+@pytest.fixture(scope="module", params=STORES)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def double(backend):
+    """The Elasticsearch test double the store lives in (None for SQLite or a real cluster)."""
+    if not backend.startswith("elasticsearch-"):
+        yield None
+        return
+    with EsClusterDouble(version=backend.removeprefix("elasticsearch-")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def cluster(backend, double, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    shared = [*store_arguments(request.param, root), "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s"]
+    shared = [*store_arguments(backend, root, double), "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s"]
     nodes = [
         NodeProcess(root / "n1", *shared, "--max-graph-nodes", "10", name="n1").start(),
         NodeProcess(root / "n2", *shared, name="n2").start(),
@@ -79,6 +102,18 @@ def deployed(cluster, traced_minilm):
     model_id = uploaded(n2.url, traced_minilm, "cluster-minilm")
     body = start(client(n1), model_id, wait_for="fully_allocated", model_threads=1, queue_capacity=40, timeout="90s")
     return model_id, body
+
+
+def test_the_nodes_loops_leave_refreshing_to_the_cluster(cluster, double, deployed):
+    """Three nodes heartbeat and reconcile every second without a `_refresh`: the store's indices refresh themselves
+    each second, and the loop reads what they show."""
+    if double is None:
+        pytest.skip("counts the requests the Elasticsearch double receives")
+    before = len(double.state.requests)
+    time.sleep(3)
+    recent = [path for _, path, _ in double.state.requests[before:]]
+    assert any(path.endswith("/_search") for path in recent)  # the loops did look
+    assert [path for path in recent if "_refresh" in path] == []
 
 
 def test_every_node_shares_the_cluster_uuid(cluster):
@@ -126,6 +161,21 @@ def test_a_full_queue_forwards_before_answering_429(cluster, deployed):
     for blocker in blockers:
         blocker.join()
     wait_until(lambda: routing(n3, model_id)[node_id(n3)]["inference_count"] >= before + 10)
+
+
+def test_a_callback_on_a_node_without_the_model_waits_where_it_runs(cluster, deployed):
+    """n1 serves nothing, so its callbacks are forwarded; 41 inputs are more than the queue of 40 of the nodes that
+    serve the model, and they wait for a worker there, as they would on a node that serves it, rather than 429."""
+    model_id, _ = deployed
+    n1 = cluster[0]
+    secret = n1.data_dir / "callback_secret"  # a node next to a cluster keeps its generated secret there
+    headers = {"Content-Type": "application/json"}
+    if secret.exists():
+        headers["Authorization"] = f"Bearer {secret.read_text().strip()}"
+    body = json.dumps({"input": [f"text {i}" for i in range(41)]}).encode()
+    request = urllib.request.Request(f"{n1.url}/_sidecar/custom/{model_id}", body, headers, method="POST")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert (response.status, len(json.loads(response.read())["data"])) == (200, 41)
 
 
 def test_kill_one_node_under_load_then_restart_it(cluster, deployed):

@@ -9,17 +9,19 @@ import pytest
 from elasticsearch import ApiError, Elasticsearch
 
 from sidecar.cluster.forward import FORWARDED_HEADER
+from sidecar.elastic.client import COMPATIBLE_8
 from sidecar.elastic.guard import WWW_AUTHENTICATE
 from tests.support.es_cluster_double import EsClusterDouble
+from tests.support.es_release import REPRESENTATIVE
 from tests.support.node import NodeProcess
 
 SECRET = "callback-secret"
 START = "cluster:admin/xpack/ml/trained_models/deployment/start"
 
 
-@pytest.fixture(scope="module")
-def secured():
-    with EsClusterDouble(security=True) as double:
+@pytest.fixture(scope="module", params=REPRESENTATIVE)
+def secured(request):
+    with EsClusterDouble(security=True, version=request.param) as double:
         yield double
 
 
@@ -103,6 +105,44 @@ def test_a_monitor_user_reads_but_cannot_start(node, secured):
     )  # past the guard: monitor_ml may infer
 
 
+def test_exact_action_privileges_pass_as_the_cluster_would_allow(node, secured):
+    """`manage_inference` holds the deployment actions by exact name, so `_has_privileges` asked with the action name
+    alone answers false (`<action>*` is not inside the role); the node also asks for the privileges that grant it."""
+    operator = client(node, secured.add_user("olga", "pw", ["manage_inference"]))
+    status, error = error_of(lambda: operator.ml.start_trained_model_deployment(model_id="absent"))
+    assert (status, error["reason"]) == (404, "Could not find trained model [absent]")  # past the guard
+    status, error = error_of(lambda: operator.ml.delete_trained_model(model_id="absent"))
+    assert status == 403 and error["reason"].startswith("action [cluster:admin/xpack/ml/inference/delete]")
+    reader = client(node, secured.add_user("ivan", "pw", ["monitor_inference"]))
+    infer = lambda: reader.perform_request(  # noqa: E731
+        "POST",
+        "/_ml/trained_models/absent/deployment/_infer",
+        body={"docs": [{"text_field": "x"}]},
+        headers={"content-type": "application/json"},
+    )
+    assert error_of(infer)[0] == 404
+    assert error_of(lambda: reader.ml.start_trained_model_deployment(model_id="absent"))[0] == 403
+
+
+def test_has_privileges_judges_action_names_as_patterns(secured):
+    """The double's `_has_privileges`, as RBACEngine answers it: an action name is `<action>*`."""
+    who = secured.add_user("pat", "pw", ["manage_inference", "monitor_ml"])
+    es = Elasticsearch(secured.url, headers={"authorization": who})
+    body = {"cluster": [START, "manage_inference", "cluster:monitor/xpack/ml/inference/infer", "manage_ml"]}
+    answer = es.perform_request(
+        "POST",
+        "/_security/user/_has_privileges",
+        body=body,
+        headers={"accept": COMPATIBLE_8, "content-type": COMPATIBLE_8},
+    ).body
+    assert answer["cluster"] == {
+        START: False,
+        "manage_inference": True,
+        "cluster:monitor/xpack/ml/inference/infer": True,
+        "manage_ml": False,
+    }
+
+
 def test_api_keys_are_described_by_id(node, secured):
     key = client(node, secured.add_api_key("k-1", "carol", ["monitor_ml"]))
     status, error = error_of(lambda: key.ml.delete_trained_model(model_id="absent"))
@@ -118,9 +158,7 @@ def test_a_manager_passes_and_verdicts_are_kept_briefly(node, secured):
     manager = client(node, header)
 
     def asked():
-        return len(
-            [c for c in secured.calls("POST", "/_security/user/_has_privileges") if c[2] == {"cluster": [START]}]
-        )
+        return len([c for c in secured.calls("POST", "/_security/user/_has_privileges") if START in c[2]["cluster"]])
 
     before = asked()
     for _ in range(2):

@@ -141,3 +141,28 @@ def test_heartbeat_stamps_last_seen_in_epoch_seconds_of_the_nodes_clock(es_store
     [node] = store.nodes()
     assert before <= node["last_seen"] <= time.time()
     assert node == {"id": "n1", "name": "one", "last_seen": node["last_seen"]}
+
+
+def test_an_index_deleted_under_the_store_comes_back_with_its_mapping(es_client, es_stores):
+    """A write auto-creates a missing index; the store's index template gives it the strict mapping, not dynamic ones."""
+    store = es_stores()
+    use_every_index(store)
+    es_client.indices.delete(index=index_of(store, "models"))
+    assert store.list_models() == []
+    store.create_model({"model_id": "again"})
+    described = es_client.indices.get(index=index_of(store, "models"))[index_of(store, "models")]
+    assert described["mappings"]["dynamic"] == "strict"
+    assert described["settings"]["index"]["hidden"] == "true"
+    assert store.get_model("again") == {"model_id": "again"}
+
+
+def test_the_reconcile_read_leaves_refreshing_to_the_cluster(es_client, es_stores):
+    """`fresh=False` sends no `_refresh`: the indices refresh themselves every second (an explicit interval, so
+    they never go search-idle), and a deployment written a second ago is listed."""
+    store = es_stores()
+    store.create_model({"model_id": "m"})
+    store.create_deployment({"model_id": "m"})
+    settings = es_client.indices.get(index=index_of(store, "deployments"))[index_of(store, "deployments")]["settings"]
+    assert settings["index"]["refresh_interval"] == "1s"
+    time.sleep(1.1)
+    assert [d["model_id"] for d in store.list_deployments(fresh=False)] == ["m"]

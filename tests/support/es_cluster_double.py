@@ -1,28 +1,36 @@
-"""A recording test double of Elasticsearch, not Elasticsearch: the cluster-side APIs a sidecar node uses next to
-a cluster, kept in memory and served over HTTP on loopback.
+"""A recording test double of Elasticsearch, not Elasticsearch: the APIs a sidecar node and its tests use next to a
+cluster, kept in memory and served over HTTP on loopback, as a chosen release (`version`, see es_release) answers
+them. Its parts, each built from Elasticsearch's source:
 
 - `GET /`, `GET /_license`, `GET /_xpack`: the version, license and security setting the test chose;
-- `PUT/GET/DELETE /_inference/<task>/<id>`: `custom`, `hugging_face` and `openai` endpoints, checked for the
-  settings each service requires and refuses. As Elasticsearch validates an endpoint, a PUT calls the service once
-  with input `["how big"]`, the request built from the endpoint's own template (custom) or the service's request
-  shape, and reads the answer with the endpoint's json_parser paths (or the service's fixed shape); a failed call
-  fails the PUT with 400 and stores nothing. Each call is kept in `validations`;
-- `PUT/GET/DELETE /_ingest/pipeline[/<id>]` (no pipelines: 404 `{}`, as Elasticsearch answers);
-- `POST|GET /_security/user/_has_privileges` and `GET /_security/_authenticate` for the users and API keys a test
-  adds, with Elasticsearch's 401 bodies; privileges are resolved against Elasticsearch's action patterns.
-With security on, every call must authenticate. Every call is kept in `requests`. Wordings follow Elasticsearch
-where they were checked; what the sidecar never sends is refused as not implemented.
+- media types (RestCompatibleVersionHelper): `compatible-with=N` must name the release's major or the one before,
+  else 400 `media_type_header_exception`; a route the release lacks answers RestController's 400
+  `no handler found for uri [...] and method [...]`;
+- `_inference` (es_inference): PUT (the license check from 8.18, the service's settings, the validation call with
+  `["how big"]` that fails the PUT when the service fails and teaches `dimensions`), GET by task and id, by id alone
+  (8.13+), `_all`, in the release's shape (`models`/`model_id` before 8.14); DELETE, refusing with 409 an endpoint a
+  pipeline or (8.16+) a `semantic_text` mapping uses unless `force` (8.15+);
+- `_ingest/pipeline` PUT/GET/DELETE (no pipelines: 404 `{}`), and ingest itself (es_ingest): `PUT <index>/_doc/<id>`,
+  `POST <index>/_doc` and `_bulk` run the `pipeline` parameter's or the index's `index.default_pipeline` before
+  writing, every document of a bulk at once (IngestService), the `inference` processor calling endpoints through
+  one node's Sender (the endpoint's request, rate limit and retries);
+- indices and documents (es_double), auto-created on write from index templates or with dynamic mappings;
+- `_security/user/_has_privileges` and `_security/_authenticate` (es_security) for the users and API keys a test
+  adds, with Elasticsearch's 401 bodies. With security on, every call must authenticate.
+Every call is kept in `requests`, every validation call in `validations`, every service call in `sender.attempts`.
+What no caller sends is refused as not implemented.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import fnmatch
-import re
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,70 +38,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sidecar.errors import EsError, illegal_argument, not_found, status_exception
-from tests.support.jsonpath import extract
+from tests.support import es_double
+from tests.support.es_inference import (
+    INGEST,
+    INTERNAL_INGEST,
+    SECRETS,
+    TEST_INPUT,
+    RetrySettings,
+    Sender,
+    ServiceFailure,
+    checked_config,
+    custom_request,
+    service_request,
+)
+from tests.support.es_ingest import IngestError, now, references, run_pipeline
+from tests.support.es_release import Release
+from tests.support.es_security import Principal
 from tests.support.loopback import LoopbackServer
 
+__all__ = ["EsClusterDouble", "custom_request"]
 Json = dict[str, Any]
 WWW_AUTHENTICATE = ['Basic realm="security", charset="UTF-8"', 'Bearer realm="security"', "ApiKey"]
-_PRODUCT = {"X-elastic-product": "Elasticsearch"}
-_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-# ClusterPrivilegeResolver's patterns for the privileges the tests grant
-PRIVILEGE_PATTERNS = {
-    "all": ["cluster:*"],
-    "manage": ["cluster:*"],
-    "monitor": ["cluster:monitor/*"],
-    "monitor_ml": ["cluster:monitor/xpack/ml/*"],
-    "manage_ml": ["cluster:admin/xpack/ml/*", "cluster:monitor/xpack/ml/*"],
-    "manage_inference": [
-        "cluster:admin/xpack/inference/*",
-        "cluster:monitor/xpack/inference*",
-        "cluster:admin/xpack/ml/trained_models/deployment/start",
-        "cluster:admin/xpack/ml/trained_models/deployment/stop",
-        "cluster:monitor/xpack/ml/trained_models/deployment/infer",
-    ],
-}
-# json_parser keys per task type (CustomServiceSettings.extractResponseParser)
-_PARSERS = {
-    "text_embedding": ({"text_embeddings"}, {"embedding_type"}),
-    "sparse_embedding": ({"token_path", "weight_path"}, set()),
-    "completion": ({"completion_result"}, set()),
-}
-_CUSTOM_KEYS = {
-    "url",
-    "headers",
-    "query_parameters",
-    "request",
-    "response",
-    "secret_parameters",
-    "input_type",
-    "batch_size",
-    "rate_limit",
-}
-_DENSE_KEYS = {"similarity", "dimensions", "max_input_tokens"}
-_SERVICES = {
-    "custom": ({"url", "request", "response"}, _CUSTOM_KEYS, {"text_embedding", "sparse_embedding", "completion"}),
-    "hugging_face": ({"url", "api_key"}, {"url", "api_key", "rate_limit"}, {"text_embedding", "sparse_embedding"}),
-    "openai": (
-        {"api_key", "model_id"},
-        {"api_key", "model_id", "url", "organization_id", "rate_limit"},
-        {"text_embedding"},
-    ),
-}
-_SECRETS = {"secret_parameters", "api_key"}
-
-
-@dataclass
-class Principal:
-    username: str
-    roles: list[str]
-    privileges: list[str]
-    api_key_id: str | None = None
-
-    def grants(self, action: str) -> bool:
-        if ":" not in action:
-            raise illegal_argument(f"checking the privilege name [{action}] is not implemented by this test double")
-        patterns = [p for name in self.privileges for p in PRIVILEGE_PATTERNS[name]]
-        return any(fnmatch.fnmatchcase(action, pattern) for pattern in patterns)
+_LICENSED = ("enterprise", "trial")
 
 
 @dataclass
@@ -109,25 +75,39 @@ class ClusterState:
     license_type: str = "trial"
     license_status: str = "active"
     security: bool = False
+    retry: RetrySettings = field(default_factory=RetrySettings)
     principals: dict[str, Principal] = field(default_factory=dict)  # Authorization header -> who
     endpoints: dict[str, Json] = field(default_factory=dict)
     pipelines: dict[str, Json] = field(default_factory=dict)
     requests: list[tuple[str, str, Any]] = field(default_factory=list)  # method, path with query, body
     validations: list[Json] = field(default_factory=list)
+    indices: es_double.Cluster = field(default_factory=es_double.Cluster)
+    sender: Sender = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sender = Sender(Release(self.version), self.retry)
+
+    @property
+    def release(self) -> Release:
+        return Release(self.version)
+
+
+Handler = Callable[[ClusterState, _Call], Awaitable[tuple[int, Any]]]
 
 
 class EsClusterDouble(LoopbackServer):
-    """The double on a free loopback port, served from a background thread while the `with` block runs."""
+    """The double on a free loopback port, served from a background thread while the `with` block runs.
+
+    `version` picks the release; a test that changes `state.version` later changes the answers but not the routes.
+    """
 
     def __init__(self, **state: Any) -> None:
         self.state = ClusterState(**state)
-        super().__init__(
-            Starlette(
-                routes=[
-                    Route(path, _endpoint(self.state, handler), methods=methods) for path, methods, handler in _ROUTES
-                ]
-            )
-        )
+        super().__init__(Starlette(routes=_routes(self.state)))
+
+    @property
+    def release(self) -> Release:
+        return self.state.release
 
     def add_user(self, username: str, password: str, privileges: list[str], roles: list[str] | None = None) -> str:
         """A native user; returns the `Authorization` header that authenticates it."""
@@ -145,63 +125,47 @@ class EsClusterDouble(LoopbackServer):
     def calls(self, method: str, prefix: str) -> list[tuple[str, str, Any]]:
         return [call for call in self.state.requests if call[0] == method and call[1].startswith(prefix)]
 
-
-# the custom service's request, as Elasticsearch renders it ---------------------------------------------------
-def custom_request(
-    settings: Json, inputs: list[str], task_type: str, input_type: str = "internal_ingest"
-) -> tuple[str, dict[str, str], bytes]:
-    """URL, headers and body of the call the `custom` service makes for `inputs` (CustomRequest): body values are
-    substituted JSON-encoded, url and header values raw; `${input}` is the first input alone for completion.
-    `${input_type}` is `input_type.translation[<the request's InputType>]`, else `input_type.default`, else ""
-    (EmbeddingParameters, InputTypeTranslator). Translation keys are only ingest, search, classification and
-    clustering; ingest pipelines and semantic_text send `internal_ingest`, queries `internal_search`
-    (CoordinatedInferenceAction, ShardBulkInferenceActionFilter, SemanticQueryBuilder), so only a direct
-    `_inference` call with `input_type` is translated."""
-    secrets = settings.get("secret_parameters", {})
-    translator = settings.get("input_type", {})
-    raw = {**secrets, "input_type": translator.get("translation", {}).get(input_type, translator.get("default", ""))}
-    encoded = {key: orjson.dumps(value).decode() for key, value in raw.items()}
-    encoded["input"] = orjson.dumps(inputs[0] if task_type == "completion" else inputs).decode()
-    url = _substitute(settings["url"], raw, "url")
-    query = "&".join(
-        f"{_substitute(k, raw, 'query_parameters')}={_substitute(v, raw, 'query_parameters')}"
-        for k, v in settings.get("query_parameters", [])
-    )
-    headers = {"Content-Type": "application/json"} | {
-        k: _substitute(v, raw, "headers") for k, v in settings.get("headers", {}).items()
-    }
-    body = _substitute(settings["request"], encoded, "request").encode()
-    return (f"{url}?{query}" if query else url), headers, body
-
-
-def _substitute(template: str, values: dict[str, str], where: str) -> str:
-    rendered = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-    if leftover := _PLACEHOLDER.search(rendered):
-        raise _validation(
-            f"Found placeholder [{leftover.group(0)}] in field [{where}] after replacement call, "
-            "please check that all templates have a corresponding field definition."
-        )
-    return rendered
+    def __exit__(self, *exc: object) -> None:
+        self.state.sender.close_threadsafe()
+        super().__exit__(*exc)
 
 
 # plumbing -----------------------------------------------------------------------------------------------------
-def _endpoint(state: ClusterState, handler: Any) -> Any:
+def _serve(state: ClusterState, handler: Handler, raw_body: bool = False) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
         raw = await request.body()
-        body = orjson.loads(raw) if raw.strip() else None
         uri = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        state.requests.append((request.method, uri, body))
         try:
+            body = raw if raw_body else es_double.parse_body(raw)
+            state.requests.append((request.method, uri, body))
+            _check_media_types(state.release, request)
             principal = _authenticate(state, request, uri)
             status, payload = await handler(state, _Call(request, body, principal))
         except EsError as error:
-            response = Response(orjson.dumps(error.envelope()), error.status, _PRODUCT, "application/json")
+            response = es_double.respond(request, error.status, error.envelope())
             for value in error.metadata.get("header", {}).get("WWW-Authenticate", []):
                 response.headers.append("WWW-Authenticate", value)
             return response
-        return Response(orjson.dumps(payload), status, _PRODUCT, "application/json")
+        return es_double.respond(request, status, payload)
 
     return run
+
+
+def _check_media_types(release: Release, request: Request) -> None:
+    """RestCompatibleVersionHelper: a `compatible-with` version outside [major - 1, major] is refused."""
+    for header in ("accept", "content-type"):
+        value = request.headers.get(header, "")
+        if "compatible-with=" not in value:
+            continue
+        version = value.rpartition("compatible-with=")[2].split(";")[0].strip()
+        older, major = release.compatible_majors
+        if version not in (str(older), str(major)):
+            name = "Accept" if header == "accept" else "Content-Type"
+            cause = status_exception(
+                400, f"{name} version must be either version {major} or {older}, but found {version}. {name}={value}"
+            )
+            reason = f"Invalid media-type value on headers [{name}]"
+            raise EsError(400, "media_type_header_exception", reason, cause)
 
 
 def _authenticate(state: ClusterState, request: Request, uri: str) -> Principal | None:
@@ -213,26 +177,29 @@ def _authenticate(state: ClusterState, request: Request, uri: str) -> Principal 
         return known
     challenge = {"header": {"WWW-Authenticate": WWW_AUTHENTICATE}}
     if not header:
-        raise EsError(
-            401,
-            "security_exception",
-            f"missing authentication credentials for REST request [{uri}]",
-            metadata=challenge,
-        )
+        reason = f"missing authentication credentials for REST request [{uri}]"
+        raise EsError(401, "security_exception", reason, metadata=challenge)
     if header.startswith("Basic "):
         username = base64.b64decode(header[6:]).decode().split(":", 1)[0]
-        raise EsError(
-            401,
-            "security_exception",
-            f"unable to authenticate user [{username}] for REST request [{uri}]",
-            metadata=challenge,
-        )
+        reason = f"unable to authenticate user [{username}] for REST request [{uri}]"
+        raise EsError(401, "security_exception", reason, metadata=challenge)
     reason = "unable to authenticate with provided credentials and anonymous access is not allowed for this request"
     raise EsError(401, "security_exception", reason, metadata=challenge)
 
 
-def _validation(message: str) -> EsError:
-    return EsError(400, "validation_exception", f"Validation Failed: 1: {message};")
+def _no_handler(call: _Call) -> EsError:
+    """RestController: a path no handler serves answers 400 with a bare string as its error."""
+    request = call.request
+    return _StringError(400, "", f"no handler found for uri [{request.url.path}] and method [{request.method}]")
+
+
+class _StringError(EsError):
+    def envelope(self) -> Json:
+        return {"error": self.reason, "status": self.status}
+
+
+async def _unhandled(state: ClusterState, call: _Call) -> tuple[int, Json]:
+    raise _no_handler(call)
 
 
 # GET /, license, xpack ----------------------------------------------------------------------------------------
@@ -240,7 +207,7 @@ async def _root(state: ClusterState, call: _Call) -> tuple[int, Json]:
     return 200, {
         "name": "double-1",
         "cluster_name": "double",
-        "cluster_uuid": "dOuBlEdOuBlEdOuBlE1234",
+        "cluster_uuid": state.indices.uuid,
         "version": {"number": state.version, "build_flavor": "default", "lucene_version": "10.2.2"},
         "tagline": "You Know, for Search",
     }
@@ -269,7 +236,7 @@ async def _xpack(state: ClusterState, call: _Call) -> tuple[int, Json]:
 # security -----------------------------------------------------------------------------------------------------
 async def _has_privileges(state: ClusterState, call: _Call) -> tuple[int, Json]:
     who = _user(call)
-    checked = {name: who.grants(name) for name in (call.body or {}).get("cluster", [])}
+    checked = {name: who.has_privilege(name) for name in (call.body or {}).get("cluster", [])}
     return 200, {
         "username": who.username,
         "has_all_requested": all(checked.values()),
@@ -322,193 +289,244 @@ async def _delete_pipeline(state: ClusterState, call: _Call) -> tuple[int, Json]
 
 
 # inference endpoints --------------------------------------------------------------------------------------------
+def _license_check(state: ClusterState) -> None:
+    """InferencePlugin.INFERENCE_API_FEATURE (enterprise), checked from 8.18/9.0."""
+    if state.release.checks_license and (state.license_type not in _LICENSED or state.license_status != "active"):
+        raise EsError(403, "security_exception", "current license is non-compliant for [inference]")
+
+
 async def _put_endpoint(state: ClusterState, call: _Call) -> tuple[int, Json]:
     task_type, endpoint_id = call.request.path_params["task"], call.request.path_params["id"]
+    _license_check(state)
     if endpoint_id in state.endpoints:
         raise status_exception(400, f"Inference endpoint [{endpoint_id}] already exists")
-    config = _checked_config(task_type, call.body or {})
-    learned = await _validate(state, endpoint_id, task_type, config)
-    config["service_settings"] |= learned
-    state.endpoints[endpoint_id] = {"inference_id": endpoint_id, "task_type": task_type, **config}
-    return 200, _public(state.endpoints[endpoint_id])
+    config = checked_config(state.release, task_type, call.body or {})
+    endpoint = {"inference_id": endpoint_id, "task_type": task_type, **config}
+    endpoint["service_settings"] |= await _validate(state, endpoint)
+    state.endpoints[endpoint_id] = endpoint
+    return 200, _public(state, endpoint)
 
 
-async def _get_endpoints(state: ClusterState, call: _Call) -> tuple[int, Json]:
-    endpoint_id = call.request.path_params.get("id")
-    if endpoint_id is None:
-        return 200, {"endpoints": [_public(e) for _, e in sorted(state.endpoints.items())]}
-    endpoint = state.endpoints.get(endpoint_id)
-    task = call.request.path_params.get("task")
-    if endpoint is None or (task is not None and endpoint["task_type"] != task):
-        raise not_found(f"Inference endpoint not found [{endpoint_id}]")
-    return 200, {"endpoints": [_public(endpoint)]}
-
-
-async def _delete_endpoint(state: ClusterState, call: _Call) -> tuple[int, Json]:
-    endpoint_id = call.request.path_params["id"]
-    if endpoint_id not in state.endpoints:
-        raise not_found(f"Inference endpoint not found [{endpoint_id}]")
-    users = sorted(pid for pid, pipeline in state.pipelines.items() if _names(pipeline, endpoint_id))
-    if users and call.request.query_params.get("force") != "true":
-        raise status_exception(
-            400,
-            f"Inference endpoint [{endpoint_id}] is referenced by pipelines and cannot be deleted. "
-            "Use `force` to delete it anyway, or use `dry_run` to list the pipelines that reference it.",
-        )
-    del state.endpoints[endpoint_id]
-    return 200, {"acknowledged": True, "pipelines": users}
-
-
-def _names(node: Any, endpoint_id: str) -> bool:
-    """An `inference` processor for the endpoint anywhere in a pipeline."""
-    if isinstance(node, list):
-        return any(_names(item, endpoint_id) for item in node)
-    if not isinstance(node, dict):
-        return False
-    processor = node.get("inference")
-    return (isinstance(processor, dict) and processor.get("model_id") == endpoint_id) or _names(
-        list(node.values()), endpoint_id
-    )
-
-
-def _checked_config(task_type: str, body: Json) -> Json:
-    unknown = set(body) - {"service", "service_settings", "task_settings", "chunking_settings"}
-    if unknown:
-        raise _validation(f"unknown fields {sorted(unknown)}")
-    service = body.get("service")
-    if service not in _SERVICES:
-        raise status_exception(400, f"Unknown service [{service}]")
-    required, allowed, tasks = _SERVICES[service]
-    if task_type not in tasks:
-        raise status_exception(400, f"The [{service}] service does not support task type [{task_type}]")
-    settings = dict(body.get("service_settings") or {})
-    if missing := sorted(required - set(settings)):
-        raise _validation(f"[service_settings] does not contain the required setting [{missing[0]}]")
-    extra = set(settings) - allowed - (_DENSE_KEYS if task_type == "text_embedding" else set())
-    if extra:
-        raise status_exception(
-            400, f"Configuration contains settings [{sorted(extra)}] unknown to the [{service}] service"
-        )
-    if service == "custom":
-        _check_custom(task_type, settings)
-    return {"service": service, "service_settings": settings, "task_settings": body.get("task_settings") or {}}
-
-
-def _check_custom(task_type: str, settings: Json) -> None:
-    if not isinstance(settings["request"], str):
-        raise _validation(
-            "field [request] is not of the expected type. The value [...] cannot be converted to a [String]"
-        )
-    parser = settings["response"].get("json_parser") or {}
-    required, optional = _PARSERS[task_type]
-    if missing := sorted(required - set(parser)):
-        raise _validation(
-            f"[service_settings.response.json_parser] does not contain the required setting [{missing[0]}]"
-        )
-    if extra := set(parser) - required - optional:
-        raise status_exception(
-            400, f"Configuration contains settings [{sorted(extra)}] unknown to the [json_parser] service"
-        )
-    if not all(str(path).startswith("$") for path in parser.values()):
-        raise _validation("json_parser paths must start with a dollar sign ($)")
-
-
-def _public(endpoint: Json) -> Json:
-    settings = {k: v for k, v in endpoint["service_settings"].items() if k not in _SECRETS}
-    return {**endpoint, "service_settings": settings}
-
-
-# the validation call ---------------------------------------------------------------------------------------------
-async def _validate(state: ClusterState, endpoint_id: str, task_type: str, config: Json) -> Json:
-    """Call the service with `["how big"]` and read its answer; returns what Elasticsearch learns (dimensions)."""
-    url, headers, body = _service_request(config["service"], config["service_settings"], ["how big"], task_type)
-    record: Json = {"endpoint": endpoint_id, "url": url, "headers": headers, "body": orjson.loads(body)}
+async def _validate(state: ClusterState, endpoint: Json) -> Json:
+    """ModelValidatorBuilder: call the service with `["how big"]`; a failure fails the PUT. Returns what
+    TextEmbeddingModelValidator learns (dimensions)."""
+    url, headers, body = service_request(endpoint, TEST_INPUT, INGEST)
+    record: Json = {"endpoint": endpoint["inference_id"], "url": url, "headers": headers, "body": orjson.loads(body)}
     state.validations.append(record)
     try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=30)) as response,
-        ):
-            record["status"], raw = response.status, await response.read()
-        record["answer"] = orjson.loads(raw)
-        if record["status"] != 200:
-            raise ValueError(f"status [{record['status']}]: {raw[:500]!r}")
-        record["parsed"] = _parse(config["service"], config["service_settings"], task_type, record["answer"])
-    except (aiohttp.ClientError, ValueError, TypeError, KeyError, TimeoutError) as exc:
-        cause = status_exception(400, str(exc))
+        record["parsed"] = await state.sender.send(endpoint, TEST_INPUT, INGEST)
+    except ServiceFailure as failure:
+        record["status"] = failure.status
         raise status_exception(
             400,
             "Could not complete inference endpoint creation as validation call to service threw an exception.",
-            cause,
+            status_exception(failure.status, str(failure)),
         ) from None
-    return {"dimensions": len(record["parsed"][0])} if task_type == "text_embedding" else {}
+    record["status"] = 200
+    return {"dimensions": len(record["parsed"][0])} if endpoint["task_type"] == "text_embedding" else {}
 
 
-def _service_request(
-    service: str, settings: Json, inputs: list[str], task_type: str
-) -> tuple[str, dict[str, str], bytes]:
-    if service == "custom":
-        return custom_request(settings, inputs, task_type)
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {settings['api_key']}"}
-    if service == "hugging_face":
-        return settings["url"], headers, orjson.dumps({"inputs": inputs})
-    url = settings.get("url", "https://api.openai.com/v1/embeddings")
-    return url, headers, orjson.dumps({"input": inputs, "model": settings["model_id"]})
+async def _get_endpoints(state: ClusterState, call: _Call) -> tuple[int, Json]:
+    endpoint_id = call.request.path_params.get("id", "_all")
+    key, _ = state.release.listing
+    if endpoint_id in ("_all", "*"):
+        return 200, {key: [_public(state, e) for _, e in sorted(state.endpoints.items())]}
+    return 200, {key: [_public(state, _endpoint_of(state, call))]}
 
 
-def _parse(service: str, settings: Json, task_type: str, answer: Any) -> Any:
-    """What the service's response parser extracts, or `ValueError` where it would fail."""
-    if service == "custom":
-        if not isinstance(answer, dict):
-            raise ValueError("the custom service needs a JSON object")
-        parser = settings["response"]["json_parser"]
-        if task_type == "text_embedding":
-            return _vectors(extract(answer, parser["text_embeddings"]))
-        if task_type == "sparse_embedding":
-            return _sparse(extract(answer, parser["token_path"]), extract(answer, parser["weight_path"]))
-        found = extract(answer, parser["completion_result"])
-        if not (isinstance(found, str) or (isinstance(found, list) and all(isinstance(s, str) for s in found))):
-            raise ValueError(f"expected a list or a string but received [{type(found).__name__}]")
-        return [found] if isinstance(found, str) else found
-    if service == "hugging_face" and task_type == "sparse_embedding":
-        if not isinstance(answer, list) or not all(isinstance(e, dict) for e in answer):
-            raise ValueError("hugging_face sparse answers are arrays of token -> weight objects")
-        return _sparse([list(e) for e in answer], [list(e.values()) for e in answer])
-    if service == "hugging_face":
-        return _vectors(answer["embeddings"] if isinstance(answer, dict) else answer)
-    return _vectors([item["embedding"] for item in answer["data"]])
+def _endpoint_of(state: ClusterState, call: _Call) -> Json:
+    endpoint_id = call.request.path_params["id"]
+    endpoint = state.endpoints.get(endpoint_id)
+    if endpoint is None:
+        raise EsError(404, "resource_not_found_exception", f"Inference endpoint not found [{endpoint_id}]")
+    task = call.request.path_params.get("task")
+    if task is not None and endpoint["task_type"] != task:  # InferenceExceptions.mismatchedTaskTypeException
+        raise status_exception(
+            400,
+            f"Requested task type [{task}] does not match the inference endpoint's task type [{endpoint['task_type']}]",
+        )
+    return endpoint
 
 
-def _vectors(found: Any) -> list[list[float]]:
-    if not isinstance(found, list) or not all(
-        isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in found
-    ):
-        raise ValueError("embeddings must be lists of numbers")
-    return found
+async def _delete_endpoint(state: ClusterState, call: _Call) -> tuple[int, Json]:
+    release, params = state.release, call.request.query_params
+    es_double.check_params(call.request, set(release.delete_parameters))
+    endpoint = _endpoint_of(state, call)
+    endpoint_id = endpoint["inference_id"]
+    pipelines = sorted(pid for pid, pipeline in state.pipelines.items() if references(pipeline, endpoint_id))
+    if params.get("dry_run") == "true":
+        return 200, {"acknowledged": False, "pipelines": pipelines}
+    if release.delete_parameters and params.get("force") != "true":
+        if pipelines:  # TransportDeleteInferenceEndpointAction.endpointIsReferencedInPipelines
+            raise status_exception(
+                409,
+                f"Inference endpoint {endpoint_id} is referenced by pipelines and cannot be deleted. "
+                "Use `force` to delete it anyway, or use `dry_run` to list the pipelines that reference it.",
+            )
+        indices = _semantic_text_users(state, endpoint_id) if release.checks_semantic_text else []
+        if indices:  # wording after TransportDeleteInferenceEndpointAction (UNCONFIRMED word for word)
+            raise status_exception(
+                409,
+                f"Inference endpoint {endpoint_id} is being used in the mapping for indexes: {indices}. Ensure that "
+                "no index mappings are using this inference endpoint, or use force to ignore this warning and "
+                "delete the inference endpoint.",
+            )
+    del state.endpoints[endpoint_id]
+    return 200, {"acknowledged": True, **({"pipelines": pipelines} if release.delete_parameters else {})}
 
 
-def _sparse(tokens: Any, weights: Any) -> list[dict[str, float]]:
-    if len(tokens) != len(weights) or any(len(t) != len(w) for t, w in zip(tokens, weights, strict=False)):
-        raise ValueError("The extracted tokens list and the weights list must be of equal size")
-    if not all(isinstance(x, (int, float)) for w in weights for x in w):
-        raise ValueError("weights must be numbers")
-    return [{str(t): float(x) for t, x in zip(ts, ws, strict=True)} for ts, ws in zip(tokens, weights, strict=True)]
+def _semantic_text_users(state: ClusterState, endpoint_id: str) -> list[str]:
+    def uses(properties: Json) -> bool:
+        return any(
+            (
+                spec.get("type") == "semantic_text"
+                and endpoint_id in (spec.get("inference_id"), spec.get("search_inference_id"))
+            )
+            or uses(spec.get("properties", {}))
+            for spec in properties.values()
+        )
+
+    return sorted(name for name, index in state.indices.indices.items() if uses(index.mappings["properties"]))
 
 
-_ROUTES: list[tuple[str, list[str], Any]] = [
-    ("/", ["GET"], _root),
-    ("/_license", ["GET"], _license),
-    ("/_xpack", ["GET"], _xpack),
-    ("/_security/user/_has_privileges", ["GET", "POST"], _has_privileges),
-    ("/_security/_authenticate", ["GET"], _authenticate_route),
-    ("/_ingest/pipeline", ["GET"], _get_pipelines),
-    ("/_ingest/pipeline/{id}", ["GET"], _get_pipelines),
-    ("/_ingest/pipeline/{id}", ["PUT"], _put_pipeline),
-    ("/_ingest/pipeline/{id}", ["DELETE"], _delete_pipeline),
-    ("/_inference", ["GET"], _get_endpoints),
-    ("/_inference/{id}", ["GET"], _get_endpoints),
-    ("/_inference/{id}", ["DELETE"], _delete_endpoint),
-    ("/_inference/{task}/{id}", ["GET"], _get_endpoints),
-    ("/_inference/{task}/{id}", ["PUT"], _put_endpoint),
-    ("/_inference/{task}/{id}", ["DELETE"], _delete_endpoint),
-]
+def _public(state: ClusterState, endpoint: Json) -> Json:
+    """As GET renders it: without secrets, the id under the release's key."""
+    _, id_key = state.release.listing
+    settings = {k: v for k, v in endpoint["service_settings"].items() if k not in SECRETS}
+    rest = {k: v for k, v in endpoint.items() if k not in ("inference_id", "service_settings")}
+    return {id_key: endpoint["inference_id"], **rest, "service_settings": settings}
+
+
+# ingest -----------------------------------------------------------------------------------------------------------
+async def _infer(state: ClusterState, endpoint_id: str, inputs: list[str]) -> list[Any]:
+    """What the `inference` processor gets for an endpoint id (TransportCoordinatedInferenceAction ->
+    BaseTransportInferenceAction, which checks the license from 8.18)."""
+    endpoint = state.endpoints.get(endpoint_id)
+    if endpoint is None:
+        raise IngestError(f"Inference endpoint not found [{endpoint_id}]")
+    try:
+        _license_check(state)
+        return await state.sender.send(endpoint, inputs, INTERNAL_INGEST)  # InferenceProcessor's input type
+    except EsError as error:
+        raise IngestError(error.reason) from None
+    except ServiceFailure as failure:
+        raise IngestError(str(failure)) from None
+
+
+async def _ingested(state: ClusterState, index: str, pipeline_id: str | None, source: Json) -> Json:
+    """The document as the pipeline leaves it: the request's `pipeline`, else the index's default pipeline."""
+    if pipeline_id is None:
+        existing = state.indices.indices.get(index)
+        settings = (
+            existing.settings if existing else es_double.flat(state.indices.template_for(index).get("settings", {}))
+        )
+        pipeline_id = settings.get("index.default_pipeline")
+    if pipeline_id in (None, "_none"):
+        return source
+    pipeline = state.pipelines.get(pipeline_id)
+    if pipeline is None:
+        raise illegal_argument(f"pipeline with id [{pipeline_id}] does not exist")
+    try:
+        return await run_pipeline(pipeline_id, pipeline, source, lambda m, i: _infer(state, m, i), now())
+    except IngestError as error:
+        raise illegal_argument(str(error)) from None
+
+
+async def _index_doc(state: ClusterState, call: _Call) -> tuple[int, Json]:
+    es_double.check_params(call.request, es_double.DOC_PARAMS | {"pipeline"})
+    if not isinstance(call.body, dict):
+        raise EsError(400, "parse_exception", "request body is required")
+    path, params = call.request.path_params, call.request.query_params
+    doc_call = es_double.Call(path["index"], path.get("id") or _auto_id(), params, call.body)
+    source = await _ingested(state, doc_call.index, params.get("pipeline"), call.body)
+    expected = doc_call.expected_version()
+    return state.indices.index_source(doc_call.index, doc_call.id, source, params.get("op_type") == "create", expected)
+
+
+async def _bulk(state: ClusterState, call: _Call) -> tuple[int, Json]:
+    """Every document's pipeline runs at once (IngestService.executeBulkRequest), then the writes, in order."""
+    es_double.check_params(call.request, {"pipeline", "refresh"})
+    lines = [orjson.loads(line) for line in call.body.splitlines() if line.strip()]
+    default_index = call.request.path_params.get("index")
+    actions = []
+    while lines:
+        [(op, meta)] = lines.pop(0).items()
+        if op not in ("index", "create"):
+            raise illegal_argument(f"bulk action [{op}] is not implemented by this test double")
+        meta = {
+            "_index": default_index,
+            "_id": _auto_id(),
+            "pipeline": call.request.query_params.get("pipeline"),
+        } | meta
+        actions.append((op, meta, lines.pop(0)))
+    ingested = await asyncio.gather(
+        *(_ingested(state, meta["_index"], meta["pipeline"], source) for _, meta, source in actions),
+        return_exceptions=True,
+    )
+    items = []
+    for (op, meta, _), outcome in zip(actions, ingested, strict=True):
+        try:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            status, result = state.indices.index_source(meta["_index"], meta["_id"], outcome, op == "create", None)
+            items.append({op: {**result, "status": status}})
+        except EsError as error:
+            failure = {"type": error.type, "reason": error.reason}
+            items.append({op: {"_index": meta["_index"], "_id": meta["_id"], "status": error.status, "error": failure}})
+    if call.request.query_params.get("refresh") in ("", "true", "wait_for"):
+        for name in {meta["_index"] for _, meta, _ in actions if meta["_index"] in state.indices.indices}:
+            state.indices.indices[name].refresh()
+    errors = any("error" in next(iter(item.values())) for item in items)
+    return 200, {"took": 0, "errors": errors, "items": items}
+
+
+def _auto_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes[:15]).decode()
+
+
+# routes -----------------------------------------------------------------------------------------------------------
+def _index_handler(action: es_double.Action, params: set[str]) -> Handler:
+    """The index and document APIs: synchronous, so each call is atomic, as a primary orders its operations."""
+
+    async def handle(state: ClusterState, call: _Call) -> tuple[int, Any]:
+        es_double.check_params(call.request, params)
+        return action(state.indices, es_double.call_of(call.request, call.body))
+
+    return handle
+
+
+def _routes(state: ClusterState) -> list[Route]:
+    release = state.release
+    one_segment = _get_endpoints if release.one_segment_get else _unhandled
+    one_segment_delete = _delete_endpoint if release.one_segment_get else _unhandled
+    table: list[tuple[str, list[str], Handler]] = [
+        ("/", ["GET"], _root),
+        ("/_license", ["GET"], _license),
+        ("/_xpack", ["GET"], _xpack),
+        ("/_security/user/_has_privileges", ["GET", "POST"], _has_privileges),
+        ("/_security/_authenticate", ["GET"], _authenticate_route),
+        ("/_ingest/pipeline", ["GET"], _get_pipelines),
+        ("/_ingest/pipeline/{id}", ["GET"], _get_pipelines),
+        ("/_ingest/pipeline/{id}", ["PUT"], _put_pipeline),
+        ("/_ingest/pipeline/{id}", ["DELETE"], _delete_pipeline),
+        ("/_inference", ["GET"], one_segment),
+        ("/_inference/_all", ["GET"], _get_endpoints),
+        ("/_inference/{id}", ["GET"], one_segment),
+        ("/_inference/{id}", ["DELETE"], one_segment_delete),
+        ("/_inference/{task}/{id}", ["GET"], _get_endpoints),
+        ("/_inference/{task}/{id}", ["PUT"], _put_endpoint),
+        ("/_inference/{task}/{id}", ["DELETE"], _delete_endpoint),
+        ("/{index}/_doc/{id}", ["PUT", "POST"], _index_doc),
+        ("/{index}/_doc", ["POST"], _index_doc),
+    ]
+    routes = [Route(path, _serve(state, handler), methods=methods) for path, methods, handler in table]
+    routes += [
+        Route(path, _serve(state, _bulk, raw_body=True), methods=["POST", "PUT"])
+        for path in ("/_bulk", "/{index}/_bulk")
+    ]
+    routes += [
+        Route(path, _serve(state, _index_handler(action, params)), methods=methods)
+        for path, methods, action, params in es_double.INDEX_ROUTES
+    ]
+    everything = ["GET", "PUT", "POST", "DELETE", "HEAD"]
+    return [*routes, Route("/{path:path}", _serve(state, _unhandled), methods=everything)]

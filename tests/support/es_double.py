@@ -1,43 +1,53 @@
-"""A test double of Elasticsearch, not Elasticsearch: the few documented index and document APIs the Elasticsearch
-store calls, kept in memory and served over HTTP on loopback for the official client.
+"""The indices and documents of the Elasticsearch test double (`EsClusterDouble` serves them): the documented index
+and document APIs the Elasticsearch store and the ingest tests call, kept in memory.
 
-It keeps the semantics the store relies on, and refuses what a real cluster refuses in those calls:
-- a GET is realtime; a search or a delete-by-query sees only what the last `_refresh` made visible (the double never
-  refreshes on its own, so a store that forgets to refresh fails here every time, not once in a while there);
+It keeps the semantics the callers rely on, and refuses what a real cluster refuses in those calls:
+- a GET is realtime; a search or a delete-by-query sees only what the last refresh made visible: an explicit
+  `_refresh`, or, for an index whose settings name a `refresh_interval`, the scheduled refresh (IndexShard's
+  scheduledRefresh; without the setting a shard goes search-idle, so the double does not refresh it on its own and a
+  caller that forgets to refresh fails here every time, not once in a while there);
 - one shard per index, primary term 1: `_create` (or `op_type=create`) of an existing id and a stale
   `if_seq_no`/`if_primary_term` on an index or a delete answer 409 `version_conflict_engine_exception` (a missing
   document too: InternalEngine plans such a delete as a version conflict, not a 404);
 - explicit mappings are checked and enforced (`dynamic: strict`, field types, base64 for `binary`); unknown index
   settings, unknown URL parameters, unknown search keys or queries, sorts on unmapped fields and result windows over
   10,000 answer 400 with Elasticsearch's error types;
-- as on a cluster with `action.auto_create_index: false`, a write to a missing index is a 404, not a new index with
-  dynamic mappings.
-Reasons follow Elasticsearch's wording, less the `[line:col]` positions of parse errors. What the store never uses
-(dynamic mappings, wildcards, other queries) is refused as not implemented rather than imitated loosely.
+- `action.auto_create_index` is true, as by default (AutoCreateIndex): a write to a missing index creates it, with
+  the settings and mappings of the highest-priority index template whose pattern matches the name
+  (MetadataIndexTemplateService.findV2Template), else with dynamic mappings (DynamicFieldsBuilder: strings as
+  `text` with a `keyword` sub-field, whole numbers `long`, fractions `float`, booleans, objects), not hidden.
+Reasons follow Elasticsearch's wording, less the `[line:col]` positions of parse errors. What no caller uses
+(wildcards, other queries) is refused as not implemented rather than imitated loosely.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import fnmatch
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from sidecar.errors import EsError
-from tests.support.loopback import LoopbackServer
 
 Json = dict[str, Any]
 _MAX_RESULT_WINDOW = 10_000
 _MAX_ID_BYTES = 512
-_SETTINGS = {"index.hidden", "index.number_of_shards", "index.number_of_replicas", "index.auto_expand_replicas"}
+_SETTINGS = {
+    "index.hidden",
+    "index.number_of_shards",
+    "index.number_of_replicas",
+    "index.auto_expand_replicas",
+    "index.refresh_interval",
+    "index.default_pipeline",
+}
 _LEAF = {"type", "index", "doc_values"}
 _PARAMS = {
     "keyword": _LEAF,
@@ -47,7 +57,14 @@ _PARAMS = {
     "boolean": _LEAF,
     "binary": {"type", "doc_values"},
     "object": {"type", "enabled", "dynamic", "properties"},
+    "text": {"type", "index", "fields"},
+    "float": _LEAF,
+    "dense_vector": {"type", "dims", "similarity", "index", "element_type"},
+    "sparse_vector": {"type"},
+    "semantic_text": {"type", "inference_id", "search_inference_id"},  # SemanticTextFieldMapper
 }
+# DynamicFieldsBuilder's choices for a value seen in an unmapped field of a dynamic index
+_TEXT = {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
 _RANGES = {"integer": 2**31, "long": 2**63}
 _SEARCHABLE = {"keyword", "integer", "long", "double", "boolean"}
 _SEARCH_KEYS = {"query", "sort", "size", "_source"}
@@ -89,9 +106,38 @@ def _checked_mappings(mappings: Json) -> Json:
     return {"dynamic": _dynamic(mappings.get("dynamic", True)), **meta, "properties": properties}
 
 
+def _dynamic_field(value: Any) -> Json | None:
+    """The mapping a dynamic index gives a new field for `value` (None: nothing to map yet, as for null)."""
+    if isinstance(value, list):
+        return next((m for m in map(_dynamic_field, value) if m is not None), None)
+    if isinstance(value, bool):
+        return {"type": "boolean"}
+    if isinstance(value, int):
+        return {"type": "long"}
+    if isinstance(value, float):
+        return {"type": "float"}
+    if isinstance(value, str):
+        return dict(_TEXT)
+    if isinstance(value, dict):
+        return {"properties": _dynamic_properties({}, value)}
+    return None
+
+
+def _dynamic_properties(properties: Json, source: Json) -> Json:
+    """`properties` grown by the fields of `source` it does not map yet (DocumentParser with dynamic: true)."""
+    grown = dict(properties)
+    for key, value in source.items():
+        if key not in grown:
+            if (mapped := _dynamic_field(value)) is not None:
+                grown[key] = mapped
+        elif "properties" in grown[key] and isinstance(value, dict) and grown[key].get("dynamic", "true") == "true":
+            grown[key] = {**grown[key], "properties": _dynamic_properties(grown[key]["properties"], value)}
+    return dict(sorted(grown.items()))
+
+
 def _dynamic(value: Any) -> str:
     dynamic = str(value).lower()
-    if dynamic not in ("strict", "false"):
+    if dynamic not in ("strict", "false", "true"):
         raise _not_implemented(f"dynamic mapping [{dynamic}]")
     return dynamic
 
@@ -114,24 +160,32 @@ def _checked_field(name: str, spec: Json) -> Json:
     return {**rest, **dynamic, "properties": _checked_properties(spec["properties"])}
 
 
-def _flat(settings: Json, prefix: str = "") -> Json:
-    flat: Json = {}
+def flat(settings: Json, prefix: str = "") -> Json:
+    out: Json = {}
     for key, value in settings.items():
-        flat |= _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
-    return flat
+        out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+    return out
 
 
 def _checked_settings(settings: Json) -> dict[str, str]:
     """`index.`-prefixed keys and string values, as GET renders them; unknown keys refused."""
-    flat = {k if k.startswith("index.") else f"index.{k}": v for k, v in _flat(settings).items()}
-    if unknown := sorted(flat.keys() - _SETTINGS):
+    flattened = {k if k.startswith("index.") else f"index.{k}": v for k, v in flat(settings).items()}
+    if unknown := sorted(flattened.keys() - _SETTINGS):
         reason = (
             f"unknown setting [{unknown[0]}] please check that any required plugins are installed, or check the "
             "breaking changes documentation for removed settings"
         )
         raise EsError(400, "illegal_argument_exception", reason)
-    rendered = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in flat.items()}
+    rendered = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in flattened.items()}
     return {"index.number_of_shards": "1", "index.number_of_replicas": "1"} | rendered
+
+
+def _seconds(value: str) -> float:
+    """A time value setting (`1s`, `500ms`, `-1`) in seconds; negative: never."""
+    for suffix, scale in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if value.endswith(suffix) and value[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(value[: -len(suffix)]) * scale
+    return -1.0
 
 
 def _check_index_name(name: str) -> None:
@@ -166,8 +220,12 @@ def _check_value(spec: Json, value: Any, name: str, doc_id: str, dynamic: str) -
 
 
 def _fits(kind: str, value: Any) -> bool:
-    if kind == "keyword":
+    if kind == "semantic_text":
+        raise _not_implemented("indexing into a semantic_text field (ShardBulkInferenceActionFilter)")
+    if kind in ("keyword", "text"):
         return isinstance(value, (str, int, float, bool))
+    if kind == "sparse_vector":
+        return isinstance(value, dict) and all(_number(v) is not None for v in value.values())
     if kind == "boolean":
         return value in (True, False, "true", "false")
     if kind == "binary":
@@ -339,6 +397,7 @@ class _Index:
     uuid: str = field(default_factory=lambda: uuid.uuid4().hex[:22])
     docs: dict[str, _Doc] = field(default_factory=dict)
     visible: dict[str, _Doc] = field(default_factory=dict)
+    refreshed_at: float = field(default_factory=time.monotonic)
     seq_no: int = -1
 
     def describe(self) -> Json:
@@ -351,6 +410,8 @@ class _Index:
 
     def put(self, doc_id: str, source: Json) -> _Doc:
         """Like Lucene, an updated document moves to the end of the index order."""
+        if self.mappings["dynamic"] == "true":
+            self.mappings["properties"] = _dynamic_properties(self.mappings["properties"], source)
         _check_source(self.mappings["properties"], self.mappings["dynamic"], source, doc_id)
         previous = self.docs.pop(doc_id, None)
         self.seq_no += 1
@@ -407,7 +468,17 @@ class _Index:
 
     def matching(self, query: Any) -> list[tuple[str, _Doc]]:
         matches = _matcher(query, self.mappings)
+        self.scheduled_refresh()
         return [(doc_id, doc) for doc_id, doc in self.visible.items() if matches(doc.source)]
+
+    def scheduled_refresh(self) -> None:
+        """What the refresh scheduled every `refresh_interval` has made visible by now."""
+        interval = _seconds(self.settings.get("index.refresh_interval", "-1"))
+        if interval > 0 and time.monotonic() - self.refreshed_at >= interval:
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.visible, self.refreshed_at = dict(self.docs), time.monotonic()
 
     def delete_matching(self, query: Any, proceed: bool) -> tuple[int, Json]:
         """Deletes what the refreshed view matches, each only if unchanged since; else a version conflict."""
@@ -442,7 +513,7 @@ class _Index:
 
 # the cluster --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _Call:
+class Call:
     """One request: its path parts, URL parameters and parsed body."""
 
     index: str
@@ -469,12 +540,13 @@ class _Call:
         return None if seq_no is None or term is None else (int(seq_no), int(term))
 
 
-class _Cluster:
+class Cluster:
     """Every index by name; each method is one REST API, answering (status, body)."""
 
     def __init__(self) -> None:
         self.uuid = uuid.uuid4().hex[:22]
         self.indices: dict[str, _Index] = {}
+        self.templates: dict[str, Json] = {}
 
     def index(self, name: str) -> _Index:
         if name not in self.indices:
@@ -487,19 +559,7 @@ class _Cluster:
             raise _not_implemented("wildcard index expressions")
         return listed
 
-    def info(self, call: _Call) -> tuple[int, Json]:
-        version = {
-            "number": "9.1.0",
-            "build_flavor": "default",
-            "lucene_version": "10.2.2",
-            "minimum_wire_compatibility_version": "8.19.0",
-            "minimum_index_compatibility_version": "8.0.0",
-        }
-        name = "elasticsearch-test-double"
-        about = {"name": name, "cluster_name": name, "cluster_uuid": self.uuid, "version": version}
-        return 200, {**about, "tagline": "You Know, for Search"}
-
-    def create_index(self, call: _Call) -> tuple[int, Json]:
+    def create_index(self, call: Call) -> tuple[int, Json]:
         _check_index_name(call.index)
         if call.index in self.indices:
             existing = self.indices[call.index]
@@ -509,17 +569,55 @@ class _Cluster:
         body = call.body or {}
         if unknown := sorted(body.keys() - {"settings", "mappings"}):
             raise _unknown_key(unknown[0], body[unknown[0]])
-        settings = _checked_settings(body.get("settings", {}))
-        self.indices[call.index] = _Index(call.index, settings, _checked_mappings(body.get("mappings", {})))
+        self.make_index(call.index, body.get("settings", {}), body.get("mappings", {}))
         return 200, {"acknowledged": True, "shards_acknowledged": True, "index": call.index}
 
-    def index_exists(self, call: _Call) -> tuple[int, Json]:
+    def make_index(self, name: str, settings: Json, mappings: Json) -> _Index:
+        """A new index: the matching template's settings and mappings, overridden by the request's
+        (MetadataCreateIndexService)."""
+        template = self.template_for(name)
+        settings = {**flat(template.get("settings", {})), **flat(settings)}
+        base = template.get("mappings", {})
+        mappings = {**base, **mappings, "properties": {**base.get("properties", {}), **mappings.get("properties", {})}}
+        self.indices[name] = _Index(name, _checked_settings(settings), _checked_mappings(mappings))
+        return self.indices[name]
+
+    def template_for(self, name: str) -> Json:
+        """The highest-priority composable template whose patterns match `name` (findV2Template); hidden-index
+        settings are applied only by templates that do not match every name."""
+        matching = [
+            (t.get("priority", 0), t["template"] if "template" in t else {})
+            for t in self.templates.values()
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in t["index_patterns"])
+        ]
+        return max(matching, key=lambda pair: pair[0])[1] if matching else {}
+
+    def put_template(self, call: Call) -> tuple[int, Json]:
+        body = call.body or {}
+        if unknown := sorted(body.keys() - {"index_patterns", "priority", "template", "_meta"}):
+            raise _unknown_key(unknown[0], body[unknown[0]])
+        patterns = body.get("index_patterns")
+        patterns = [patterns] if isinstance(patterns, str) else patterns
+        if not patterns:
+            raise _invalid("index patterns are missing")
+        template = body.get("template", {})
+        _checked_settings(template.get("settings", {}))
+        _checked_mappings(template.get("mappings", {}))
+        self.templates[call.index] = {**body, "index_patterns": patterns}
+        return 200, {"acknowledged": True}
+
+    def get_template(self, call: Call) -> tuple[int, Json]:
+        if call.index not in self.templates:
+            raise EsError(404, "resource_not_found_exception", f"index template matching [{call.index}] not found")
+        return 200, {"index_templates": [{"name": call.index, "index_template": self.templates[call.index]}]}
+
+    def index_exists(self, call: Call) -> tuple[int, Json]:
         return (200 if all(name in self.indices for name in self.concrete(call.index)) else 404), {}
 
-    def get_indices(self, call: _Call) -> tuple[int, Json]:
+    def get_indices(self, call: Call) -> tuple[int, Json]:
         return 200, {name: self.index(name).describe() for name in self.concrete(call.index)}
 
-    def delete_indices(self, call: _Call) -> tuple[int, Json]:
+    def delete_indices(self, call: Call) -> tuple[int, Json]:
         names = self.concrete(call.index)
         missing = [name for name in names if name not in self.indices]
         if missing and not call.flag("ignore_unavailable"):
@@ -528,32 +626,40 @@ class _Cluster:
             self.indices.pop(name, None)
         return 200, {"acknowledged": True}
 
-    def refresh(self, call: _Call) -> tuple[int, Json]:
-        index = self.index(call.index)
-        index.visible = dict(index.docs)
+    def refresh(self, call: Call) -> tuple[int, Json]:
+        self.index(call.index).refresh()
         return 200, {"_shards": _SHARDS}
 
-    def index_doc(self, call: _Call) -> tuple[int, Json]:
+    def index_doc(self, call: Call) -> tuple[int, Json]:
         op_type = call.params.get("op_type", "index")
         if op_type not in ("index", "create"):
             raise EsError(400, "illegal_argument_exception", f"opType must be 'create' or 'index', found: [{op_type}]")
         return self.write(call, op_type == "create", call.expected_version())
 
-    def create_doc(self, call: _Call) -> tuple[int, Json]:
+    def create_doc(self, call: Call) -> tuple[int, Json]:
         return self.write(call, True, None)
 
-    def write(self, call: _Call, create: bool, expected: tuple[int, int] | None) -> tuple[int, Json]:
-        index = self.index(call.index)
+    def write(self, call: Call, create: bool, expected: tuple[int, int] | None) -> tuple[int, Json]:
         if not isinstance(call.body, dict):
             raise EsError(400, "parse_exception", "request body is required")
-        if (length := len(call.id.encode())) > _MAX_ID_BYTES:
-            limit = f"must be no longer than {_MAX_ID_BYTES} bytes but was: {length}"
-            raise _invalid(f"id [{call.id}] is too long, {limit}")
-        index.check_write(call.id, create, expected)
-        status, result = (200, "updated") if call.id in index.docs else (201, "created")
-        return status, index.written(call.id, index.put(call.id, call.body), result)
+        return self.index_source(call.index, call.id, call.body, create, expected)
 
-    def get_doc(self, call: _Call) -> tuple[int, Json]:
+    def index_source(
+        self, name: str, doc_id: str, source: Json, create: bool, expected: tuple[int, int] | None
+    ) -> tuple[int, Json]:
+        """One document write; a missing index is auto-created (AutoCreateIndex), from a template if one matches."""
+        if (length := len(doc_id.encode())) > _MAX_ID_BYTES:
+            limit = f"must be no longer than {_MAX_ID_BYTES} bytes but was: {length}"
+            raise _invalid(f"id [{doc_id}] is too long, {limit}")
+        if name not in self.indices:
+            _check_index_name(name)
+            self.make_index(name, {}, {})
+        index = self.indices[name]
+        index.check_write(doc_id, create, expected)
+        status, result = (200, "updated") if doc_id in index.docs else (201, "created")
+        return status, index.written(doc_id, index.put(doc_id, source), result)
+
+    def get_doc(self, call: Call) -> tuple[int, Json]:
         """Realtime: the live document, refreshed or not."""
         doc = self.index(call.index).docs.get(call.id)
         if doc is None:
@@ -561,17 +667,17 @@ class _Cluster:
         versions = {"_version": doc.version, "_seq_no": doc.seq_no, "_primary_term": 1}
         return 200, {"_index": call.index, "_id": call.id, **versions, "found": True, "_source": doc.source}
 
-    def delete_doc(self, call: _Call) -> tuple[int, Json]:
+    def delete_doc(self, call: Call) -> tuple[int, Json]:
         index = self.index(call.index)
         index.check_write(call.id, False, call.expected_version())
         doc = index.remove(call.id)
         status, result = (200, "deleted") if doc else (404, "not_found")
         return status, index.written(call.id, doc, result)
 
-    def search(self, call: _Call) -> tuple[int, Json]:
+    def search(self, call: Call) -> tuple[int, Json]:
         return 200, self.index(call.index).search(call.body or {})
 
-    def delete_by_query(self, call: _Call) -> tuple[int, Json]:
+    def delete_by_query(self, call: Call) -> tuple[int, Json]:
         index, body = self.index(call.index), call.body or {}
         if unknown := sorted(body.keys() - {"query"}):
             raise _unknown_key(unknown[0], body[unknown[0]])
@@ -583,47 +689,41 @@ class _Cluster:
 
 
 # HTTP ---------------------------------------------------------------------------------------------
-Action = Callable[[_Cluster, _Call], tuple[int, Json]]
-_ROUTES: list[tuple[str, list[str], Action, set[str]]] = [
-    ("/", ["GET", "HEAD"], _Cluster.info, set()),
-    ("/{index}", ["PUT"], _Cluster.create_index, set()),
-    ("/{index}", ["HEAD"], _Cluster.index_exists, set()),
-    ("/{index}", ["GET"], _Cluster.get_indices, set()),
-    ("/{index}", ["DELETE"], _Cluster.delete_indices, {"ignore_unavailable"}),
-    ("/{index}/_refresh", ["GET", "POST"], _Cluster.refresh, set()),
-    ("/{index}/_doc/{id}", ["PUT", "POST"], _Cluster.index_doc, {"op_type", "if_seq_no", "if_primary_term"}),
-    ("/{index}/_create/{id}", ["PUT", "POST"], _Cluster.create_doc, set()),
-    ("/{index}/_doc/{id}", ["GET"], _Cluster.get_doc, set()),
-    ("/{index}/_doc/{id}", ["DELETE"], _Cluster.delete_doc, {"if_seq_no", "if_primary_term"}),
-    ("/{index}/_search", ["GET", "POST"], _Cluster.search, set()),
-    ("/{index}/_delete_by_query", ["POST"], _Cluster.delete_by_query, {"conflicts"}),
+Action = Callable[[Cluster, Call], tuple[int, Json]]
+INDEX_ROUTES: list[tuple[str, list[str], Action, set[str]]] = [
+    ("/_index_template/{index}", ["PUT"], Cluster.put_template, set()),
+    ("/_index_template/{index}", ["GET"], Cluster.get_template, set()),
+    ("/{index}", ["PUT"], Cluster.create_index, set()),
+    ("/{index}", ["HEAD"], Cluster.index_exists, set()),
+    ("/{index}", ["GET"], Cluster.get_indices, set()),
+    ("/{index}", ["DELETE"], Cluster.delete_indices, {"ignore_unavailable"}),
+    ("/{index}/_refresh", ["GET", "POST"], Cluster.refresh, set()),
+    ("/{index}/_create/{id}", ["PUT", "POST"], Cluster.create_doc, set()),
+    ("/{index}/_doc/{id}", ["GET"], Cluster.get_doc, set()),
+    ("/{index}/_doc/{id}", ["DELETE"], Cluster.delete_doc, {"if_seq_no", "if_primary_term"}),
+    ("/{index}/_search", ["GET", "POST"], Cluster.search, set()),
+    ("/{index}/_delete_by_query", ["POST"], Cluster.delete_by_query, {"conflicts"}),
 ]
+DOC_PARAMS = {"op_type", "if_seq_no", "if_primary_term"}  # `PUT <index>/_doc/<id>`, served with ingest
 
 
-def _endpoint(action: Action, params: set[str]) -> Callable[[Request], Any]:
-    """No await between reading the state and writing it: each call is atomic, as a primary orders its operations."""
-
-    async def run(request: Request) -> Response:
-        try:
-            unknown = sorted(set(request.query_params) - params)
-            if unknown:
-                noun = "parameter" if len(unknown) == 1 else "parameters"
-                listed = ", ".join(f"[{p}]" for p in unknown)
-                reason = f"request [{request.url.path}] contains unrecognized {noun}: {listed}"
-                raise EsError(400, "illegal_argument_exception", reason)
-            path = request.path_params
-            call = _Call(path.get("index", ""), path.get("id", ""), request.query_params, await _body(request))
-            status, payload = action(request.app.state.cluster, call)
-        except EsError as error:
-            status, payload = error.status, error.envelope()
-        return _respond(request, status, payload)
-
-    return run
+def check_params(request: Request, params: set[str]) -> None:
+    """RestRequest's check: a parameter no handler consumed is a 400."""
+    unknown = sorted(set(request.query_params) - params)
+    if unknown:
+        noun = "parameter" if len(unknown) == 1 else "parameters"
+        listed = ", ".join(f"[{p}]" for p in unknown)
+        reason = f"request [{request.url.path}] contains unrecognized {noun}: {listed}"
+        raise EsError(400, "illegal_argument_exception", reason)
 
 
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
+def call_of(request: Request, body: Any) -> Call:
+    path = request.path_params
+    return Call(path.get("index", ""), path.get("id", ""), request.query_params, body)
+
+
+def parse_body(raw: bytes) -> Any:
+    if not raw.strip():
         return None
     try:
         return orjson.loads(raw)
@@ -631,19 +731,10 @@ async def _body(request: Request) -> Any:
         raise EsError(400, "x_content_parse_exception", f"Failed to parse request body: {exc}") from None
 
 
-def _respond(request: Request, status: int, payload: Json) -> Response:
+def respond(request: Request, status: int, payload: Any) -> Response:
     """JSON with the product header, in the versioned media type when the client asked for one."""
     accept = request.headers.get("accept", "")
     compat = accept.partition(";")[2].strip() if "compatible-with=" in accept else ""
     media_type = f"application/vnd.elasticsearch+json;{compat}" if compat else "application/json"
     body = b"" if request.method == "HEAD" else orjson.dumps(payload)
     return Response(body, status, headers={"X-elastic-product": "Elasticsearch"}, media_type=media_type)
-
-
-class ElasticsearchDouble(LoopbackServer):
-    """The double on a free loopback port, served from a background thread while the `with` block runs."""
-
-    def __init__(self) -> None:
-        app = Starlette(routes=[Route(p, _endpoint(action, params), methods=m) for p, m, action, params in _ROUTES])
-        app.state.cluster = _Cluster()
-        super().__init__(app)

@@ -314,7 +314,9 @@ class Sender:
         try:
             return parse(endpoint, orjson.loads(raw))
         except (ValueError, TypeError, KeyError) as exc:
-            raise ServiceFailure(f"Failed to parse the response for [{endpoint['inference_id']}]: {exc}", False) from None
+            raise ServiceFailure(
+                f"Failed to parse the response for [{endpoint['inference_id']}]: {exc}", False
+            ) from None
 
     def _refusal(self, endpoint: Json, status: int, raw: bytes) -> ServiceFailure:
         """BaseResponseHandler's message; the REST status is the service's below 500, else 400."""

@@ -116,9 +116,8 @@ async def _forward(
     """Another node serves it (or has room): forward; with nobody to forward to, answer as Elasticsearch would."""
     view = ctx.deployments
     candidates = ctx.forwarder.candidates(view.live, view.serving.get(model_id, []), model_id, need_room)
-    if not candidates:  # the view may predate a deployment that just started: look again before giving up
-        await view.refresh_view()
-        candidates = ctx.forwarder.candidates(view.live, view.serving.get(model_id, []), model_id, need_room)
+    if not candidates and not need_room:  # the view may predate an allocation that just started: read its routes
+        candidates = ctx.forwarder.candidates(view.live, await view.serving_now(model_id), model_id, need_room)
     try:
         return await ctx.forwarder.infer(candidates, model_id, body, timeout, input_type)
     except NoRoute:

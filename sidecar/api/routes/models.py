@@ -134,10 +134,10 @@ async def delete_model(ctx: Context, request: EsRequest) -> Any:
         await ctx.cluster.refuse_if_referenced(
             model_id, f"Cannot delete model [{model_id}] as it is still referenced by ingest processors; use force to delete the model"
         )
+    if ctx.cluster is not None and (force or await asyncio.to_thread(ctx.store.get_deployment, model_id) is None):
+        await ctx.cluster.model_deleting(model_id, force)  # its endpoint goes first: the cluster may refuse (409)
     if not await _delete_after_its_deployment(ctx, model_id, force):
         raise model_not_found(model_id)  # a DELETE on another node got there first
-    if ctx.cluster is not None:  # its inference endpoint goes with it
-        await ctx.cluster.model_deleted(model_id)
     log.info("model [%s] deleted", model_id, extra=event("model-deleted"))
     return ACKNOWLEDGED
 
