@@ -4,13 +4,13 @@ take, run with Elasticsearch's ingest semantics on what a node's inference endpo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from sidecar.cli import main
 from sidecar.elastic.pipelines import PIPELINES_DIR, TASKS, TEMPLATES, body, render
 from sidecar.errors import EsError
+from tests.support.es_ingest import IngestError, run_pipeline
 
 Json = dict[str, Any]
 COMPLETION_TASKS = ("ner", "text_classification", "zero_shot_classification")
@@ -178,164 +179,17 @@ def test_every_failure_handler_records_the_failure_metadata(task: str) -> None:
         assert all(f"{{{{{{_ingest.{name}}}}}}}" in json.dumps(record["value"]) for name in snippets), "unescaped"
 
 
-# Elasticsearch's ingest semantics, for the processors above ------------------------------------------------------
-class IngestError(Exception):
-    """What a processor throws: a missing field, a failed inference call, a Painless null access."""
-
-
-@dataclass
-class ProcessorFailure(Exception):
-    message: str
-    kind: str
-    tag: str
-
-    def metadata(self, pipeline_id: str) -> dict[str, str]:
-        return {
-            "on_failure_message": self.message,
-            "on_failure_processor_type": self.kind,
-            "on_failure_processor_tag": self.tag,
-            "on_failure_pipeline": pipeline_id,
-            "timestamp": NOW,
-        }
-
-
+# Elasticsearch's ingest semantics, as the cluster double runs them ---------------------------------------------
 Endpoint = Callable[[str, str], Any]  # model id, text -> what the inference endpoint answers
 
 
 def simulate(pipeline: Json, source: Json, endpoint: Endpoint, pipeline_id: str = "my-pipeline") -> Json:
-    """One document through the pipeline: a failure its processor does not handle runs the pipeline's on_failure,
-    and the document, as those handlers leave it, is what gets indexed."""
-    document = copy.deepcopy(source)
-    try:
-        for processor in pipeline["processors"]:
-            run(processor, document, endpoint, pipeline_id, {"timestamp": NOW})
-    except ProcessorFailure as failure:
-        for handler in pipeline["on_failure"]:
-            run(handler, document, endpoint, pipeline_id, failure.metadata(pipeline_id))
-    return document
+    """One document through the pipeline as the cluster double's ingest runs it, `endpoint` answering each input."""
 
+    async def infer(model_id: str, inputs: list[str]) -> list[Any]:
+        return [endpoint(model_id, text) for text in inputs]
 
-def run(processor: Json, document: Json, endpoint: Endpoint, pipeline_id: str, metadata: dict[str, str]) -> None:
-    """One processor; with an on_failure of its own, a failure runs those handlers and the pipeline goes on."""
-    [(kind, options)] = processor.items()
-    if "if" in options and not condition(options["if"], document):
-        return
-    try:
-        STEPS[kind](options, document, endpoint, metadata)
-    except (IngestError, ValueError, TypeError) as error:
-        failure = ProcessorFailure(str(error), kind, options.get("tag", ""))
-        if "on_failure" not in options:
-            raise failure from None
-        for handler in options["on_failure"]:
-            run(handler, document, endpoint, pipeline_id, failure.metadata(pipeline_id))
-
-
-def condition(script: str, document: Json) -> bool:
-    """The null checks these pipelines use, with Painless's rule: `?.` on null is null, `.` on null throws."""
-    match = re.fullmatch(r"ctx((?:\??\.\w+)+) != null", script)
-    assert match, f"not a null check: {script}"
-    value: Any = document
-    for safe, key in re.findall(r"(\??)\.(\w+)", match.group(1)):
-        if value is None:
-            if not safe:
-                raise IngestError(f"cannot access [{key}] of null in [{script}]")
-            return False
-        value = value.get(key)
-    return value is not None
-
-
-def _path(field: str) -> list[str]:
-    return field.removeprefix("_source.").split(".")
-
-
-def get(document: Json, field: str) -> Any:
-    value: Any = document
-    for key in _path(field):
-        if not isinstance(value, dict) or key not in value:
-            raise IngestError(f"field [{key}] not present as part of path [{field}]")
-        value = value[key]
-    return value
-
-
-def put(document: Json, field: str, value: Any, append: bool = False) -> None:
-    """Set a value, making the objects on its path; `append` adds to a value already there, as ingest does."""
-    *parents, leaf = _path(field)
-    for key in parents:
-        document = document.setdefault(key, {})
-    if append and leaf in document:
-        existing = document[leaf] if isinstance(document[leaf], list) else [document[leaf]]
-        document[leaf] = existing + (value if isinstance(value, list) else [value])
-    else:
-        document[leaf] = value
-
-
-def remove(document: Json, field: str, ignore_missing: bool) -> None:
-    *parents, leaf = _path(field)
-    try:
-        parent = get(document, ".".join(parents)) if parents else document
-        if leaf not in parent:
-            raise IngestError(f"field [{leaf}] not present as part of path [{field}]")
-    except IngestError:
-        if ignore_missing:
-            return
-        raise
-    del parent[leaf]
-
-
-def mustache(value: Any, metadata: dict[str, str]) -> Any:
-    """Template snippets in values; only the unescaped `{{{_ingest.<name>}}}` form is rendered here."""
-    if isinstance(value, dict):
-        return {key: mustache(item, metadata) for key, item in value.items()}
-    if isinstance(value, list):
-        return [mustache(item, metadata) for item in value]
-    if isinstance(value, str):
-        rendered = re.sub(r"\{\{\{_ingest\.(\w+)\}\}\}", lambda match: metadata[match.group(1)], value)
-        assert "{{" not in rendered, f"a snippet this double does not render: {value}"
-        return rendered
-    return value
-
-
-def _inference(options: Json, document: Json, endpoint: Endpoint, metadata: dict[str, str]) -> None:
-    """One call per document with the one input; the answer at output_field, model_id next to it."""
-    [mapping] = options["input_output"]
-    text = get(document, mapping["input_field"])
-    if not isinstance(text, str):
-        raise IngestError(f"input field [{mapping['input_field']}] cannot be processed because it is not a text field")
-    answer = endpoint(options["model_id"], text)
-    base = mapping["output_field"].rpartition(".")[0]
-    put(document, mapping["output_field"], answer, append=True)
-    put(document, f"{base}.model_id" if base else "model_id", options["model_id"], append=True)
-
-
-def _json(options: Json, document: Json, endpoint: Endpoint, metadata: dict[str, str]) -> None:
-    put(document, options.get("target_field", options["field"]), json.loads(get(document, options["field"])))
-
-
-def _set(options: Json, document: Json, endpoint: Endpoint, metadata: dict[str, str]) -> None:
-    if "copy_from" not in options:
-        put(document, options["field"], mustache(options["value"], metadata))
-        return
-    try:
-        value = copy.deepcopy(get(document, options["copy_from"]))
-    except IngestError:
-        if options.get("ignore_empty_value"):
-            return
-        raise
-    if not (options.get("ignore_empty_value") and value in (None, "")):
-        put(document, options["field"], value)
-
-
-def _remove(options: Json, document: Json, endpoint: Endpoint, metadata: dict[str, str]) -> None:
-    fields = options["field"] if isinstance(options["field"], list) else [options["field"]]
-    for field in fields:
-        remove(document, field, options.get("ignore_missing", False))
-
-
-def _append(options: Json, document: Json, endpoint: Endpoint, metadata: dict[str, str]) -> None:
-    put(document, options["field"], mustache(options["value"], metadata), append=True)
-
-
-STEPS = {"inference": _inference, "json": _json, "set": _set, "remove": _remove, "append": _append}
+    return asyncio.run(run_pipeline(pipeline_id, pipeline, source, infer, NOW))
 
 
 def answering(task: str, calls: list[tuple[str, str]] | None = None) -> Endpoint:
