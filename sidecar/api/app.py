@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -20,8 +21,9 @@ from sidecar.api.wire import PRODUCT_HEADER, error_response
 from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import load_node
 from sidecar.deployment.manager import Deployments
+from sidecar.elastic import privileges
 from sidecar.elastic.link import ClusterLink
-from sidecar.elastic.privileges import route_action
+from sidecar.elastic.privileges import Action
 from sidecar.elastic.secret import callback_secret
 from sidecar.elastic.status import with_cluster
 from sidecar.errors import EsError
@@ -30,39 +32,56 @@ from sidecar.store import open_store
 
 log = logging.getLogger(__name__)
 _MODEL = "/_ml/trained_models/{model_id}"
+# What a route asks before its handler runs, besides an Elasticsearch action the caller's credentials must grant:
+CALLBACK_SECRET = "callback secret"  # the cluster's inference endpoints calling back (not the caller's credentials)
+NONE = "none"  # nothing: open to anyone (health checks carry no credentials; it says how many, never which)
+Privilege = Action | str
 
 
-def _routes() -> list[Route]:
-    table: list[tuple[str, list[str], Any]] = [
-        ("/", ["GET", "HEAD"], root.info),
-        ("/_sidecar/status", ["GET"], with_cluster(root.status)),
-        ("/_ml/trained_models", ["GET"], models.get_models),
-        ("/_ml/trained_models/_stats", ["GET"], deployment.stats),
-        (f"{_MODEL}/_stats", ["GET"], deployment.stats),
-        (_MODEL, ["GET"], models.get_models),
-        (_MODEL, ["PUT"], models.put_model),
-        (_MODEL, ["DELETE"], models.delete_model),
-        (f"{_MODEL}/definition/{{part}}", ["PUT"], models.put_definition_part),
-        (f"{_MODEL}/vocabulary", ["PUT"], models.put_vocabulary),
-        (f"{_MODEL}/deployment/_start", ["POST"], deployment.start),
-        (f"{_MODEL}/deployment/_stop", ["POST"], deployment.stop),
-        (f"{_MODEL}/deployment/_infer", ["POST"], infer.infer_deployment),
-        (f"{_MODEL}/_infer", ["POST"], infer.infer),
-    ]
-    # what the cluster's inference endpoints call (behind the shared secret, not the caller's credentials)
-    callbacks = [
-        ("/_sidecar/custom/{model_id}", callback.custom),
-        ("/_sidecar/hf/{model_id}", callback.hugging_face),
-        ("/v1/embeddings", callback.openai_embeddings),
-    ]
-    rest = [
-        Route(path, endpoint(handler, credentials(route_action(methods, path))), methods=methods)
-        for path, methods, handler in table
-    ]
-    return rest + [
-        Route(path, endpoint(route.handle, callback.check_secret, route.refuse), methods=["POST"])
-        for path, route in callbacks
-    ]
+@dataclass(frozen=True)
+class RouteSpec:
+    """One row of the route table; every row names what it asks of the caller."""
+
+    path: str
+    methods: tuple[str, ...]
+    handler: Any  # a `handler(ctx, request)`, a `Callback` (CALLBACK_SECRET) or a Starlette endpoint (NONE)
+    privilege: Privilege
+
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("/", ("GET", "HEAD"), root.info, privileges.MAIN),
+    RouteSpec("/_sidecar/status", ("GET",), with_cluster(root.status), privileges.STATS),
+    RouteSpec("/_sidecar/health", ("GET",), health.health, NONE),
+    RouteSpec("/_ml/trained_models", ("GET",), models.get_models, privileges.GET_MODELS),
+    RouteSpec("/_ml/trained_models/_stats", ("GET",), deployment.stats, privileges.STATS),
+    RouteSpec(f"{_MODEL}/_stats", ("GET",), deployment.stats, privileges.STATS),
+    RouteSpec(_MODEL, ("GET",), models.get_models, privileges.GET_MODELS),
+    RouteSpec(_MODEL, ("PUT",), models.put_model, privileges.PUT_MODEL),
+    RouteSpec(_MODEL, ("DELETE",), models.delete_model, privileges.DELETE_MODEL),
+    RouteSpec(f"{_MODEL}/definition/{{part}}", ("PUT",), models.put_definition_part, privileges.PUT_PART),
+    RouteSpec(f"{_MODEL}/vocabulary", ("PUT",), models.put_vocabulary, privileges.PUT_VOCABULARY),
+    RouteSpec(f"{_MODEL}/deployment/_start", ("POST",), deployment.start, privileges.START),
+    RouteSpec(f"{_MODEL}/deployment/_stop", ("POST",), deployment.stop, privileges.STOP),
+    RouteSpec(f"{_MODEL}/deployment/_infer", ("POST",), infer.infer_deployment, privileges.INFER_DEPLOYMENT),
+    RouteSpec(f"{_MODEL}/_infer", ("POST",), infer.infer, privileges.INFER),
+    RouteSpec("/_sidecar/custom/{model_id}", ("POST",), callback.custom, CALLBACK_SECRET),
+    RouteSpec("/_sidecar/hf/{model_id}", ("POST",), callback.hugging_face, CALLBACK_SECRET),
+    RouteSpec("/v1/embeddings", ("POST",), callback.openai_embeddings, CALLBACK_SECRET),
+)
+
+
+def build_route(spec: RouteSpec) -> Route:
+    """A Starlette route that asks what its row declares; a row that declares nothing known stops the node's start."""
+    methods = list(spec.methods)
+    if isinstance(spec.privilege, Action):
+        return Route(spec.path, endpoint(spec.handler, credentials(spec.privilege)), methods=methods)
+    if spec.privilege == CALLBACK_SECRET:
+        guarded = endpoint(spec.handler.handle, callback.check_secret, spec.handler.refuse)
+        return Route(spec.path, guarded, methods=methods)
+    if spec.privilege == NONE:
+        return Route(spec.path, spec.handler, methods=methods)
+    known = f"an action, {CALLBACK_SECRET!r} or {NONE!r}"
+    raise RuntimeError(f"route [{' '.join(methods)} {spec.path}] declares no privilege ({known})")
 
 
 def create_app(settings: Settings) -> ASGIApp:
@@ -91,9 +110,7 @@ def create_app(settings: Settings) -> ASGIApp:
             await asyncio.gather(loop_task, return_exceptions=True)
             store.close()
 
-    # open to anyone, as health checks carry no credentials: it says how many, never which
-    health_route = Route("/_sidecar/health", health.health, methods=["GET"])
-    app = Starlette(routes=[*_routes(), health_route], lifespan=lifespan)
+    app = Starlette(routes=[build_route(spec) for spec in ROUTES], lifespan=lifespan)
     app.add_exception_handler(404, _no_handler)
     app.add_exception_handler(405, _wrong_method)
     return ProductHeader(app)

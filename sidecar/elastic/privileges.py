@@ -37,26 +37,3 @@ PUT_VOCABULARY = Action("cluster:admin/xpack/ml/trained_models/vocabulary/put", 
 DELETE_MODEL = Action("cluster:admin/xpack/ml/inference/delete", _MANAGE_ML)
 START = Action("cluster:admin/xpack/ml/trained_models/deployment/start", _DEPLOYMENT)
 STOP = Action("cluster:admin/xpack/ml/trained_models/deployment/stop", _DEPLOYMENT)
-
-_MODEL = "/_ml/trained_models/{model_id}"
-# (first method, route path) -> action; routes absent here (the callbacks) are not the cluster's to judge.
-ROUTE_ACTIONS: dict[tuple[str, str], Action] = {
-    ("GET", "/"): MAIN,
-    ("GET", "/_sidecar/status"): STATS,
-    ("GET", "/_ml/trained_models"): GET_MODELS,
-    ("GET", "/_ml/trained_models/_stats"): STATS,
-    ("GET", f"{_MODEL}/_stats"): STATS,
-    ("GET", _MODEL): GET_MODELS,
-    ("PUT", _MODEL): PUT_MODEL,
-    ("DELETE", _MODEL): DELETE_MODEL,
-    ("PUT", f"{_MODEL}/definition/{{part}}"): PUT_PART,
-    ("PUT", f"{_MODEL}/vocabulary"): PUT_VOCABULARY,
-    ("POST", f"{_MODEL}/deployment/_start"): START,
-    ("POST", f"{_MODEL}/deployment/_stop"): STOP,
-    ("POST", f"{_MODEL}/deployment/_infer"): INFER_DEPLOYMENT,
-    ("POST", f"{_MODEL}/_infer"): INFER,
-}
-
-
-def route_action(methods: list[str], path: str) -> Action:
-    return ROUTE_ACTIONS[(methods[0], path)]
