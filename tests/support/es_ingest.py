@@ -109,16 +109,25 @@ def get(document: Json, field: str) -> Any:
 
 
 def put(document: Json, field: str, value: Any, append: bool = False) -> None:
-    """Set a value, making the objects on its path (IngestDocument.setFieldValue); `append` adds to a value already
-    there (appendFieldValue)."""
+    """Set a value, making the objects on its path (IngestDocument.setFieldValue); `append` adds to the value there,
+    or makes a list of the new values (appendFieldValue)."""
     *parents, leaf = _path(field)
     for key in parents:
         document = document.setdefault(key, {})
+    values = value if isinstance(value, list) else [value]
     if append and leaf in document:
         existing = document[leaf] if isinstance(document[leaf], list) else [document[leaf]]
-        document[leaf] = existing + (value if isinstance(value, list) else [value])
+        document[leaf] = existing + values
     else:
-        document[leaf] = value
+        document[leaf] = values if append else value
+
+
+def _has(document: Json, field: str) -> bool:
+    try:
+        get(document, field)
+    except IngestError:
+        return False
+    return True
 
 
 def _remove_field(document: Json, field: str, ignore_missing: bool) -> None:
@@ -170,10 +179,15 @@ async def _inference(options: Json, document: Json, infer: Infer, metadata: dict
     if len(results) != len(inputs):
         raise IngestError(f"number of results [{len(results)}] does not match the number of inputs [{len(inputs)}]")
     for i, (mapping, result) in enumerate(zip(mappings, results, strict=True)):
-        put(document, mapping["output_field"], result, append=True)
+        _write_result(document, mapping["output_field"], result)
         if i == 0:
             base = mapping["output_field"].rpartition(".")[0]
-            put(document, f"{base}.model_id" if base else "model_id", options["model_id"], append=True)
+            _write_result(document, f"{base}.model_id" if base else "model_id", options["model_id"])
+
+
+def _write_result(document: Json, field: str, value: Any) -> None:
+    """A value already at the field is appended to, else the value is set as it is (writeResultToField)."""
+    put(document, field, value, append=_has(document, field))
 
 
 async def _json(options: Json, document: Json, infer: Infer, metadata: dict[str, str]) -> None:
