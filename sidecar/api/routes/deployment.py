@@ -20,6 +20,7 @@ from sidecar.deployment.start import (
 from sidecar.elastic.link import with_reason
 from sidecar.errors import EsError, model_not_found, status_exception
 from sidecar.models.definition import check_whole
+from sidecar.models.tokenization.base import check_served
 from sidecar.store.base import AlreadyExists, ModelMissing
 
 from sidecar.timevalue import iso_millis
@@ -32,6 +33,7 @@ async def start(ctx: Context, request: EsRequest) -> Any:
         raise status_exception(
             400, f"model [{model_id}] of type [{config.get('model_type')}] cannot be deployed. Only PyTorch models can be deployed"
         )
+    check_served(next(iter(config["inference_config"].values()))["tokenization"])
     model_bytes = check_whole(model_id, await asyncio.to_thread(ctx.store.definition_parts, model_id))
     if await asyncio.to_thread(ctx.store.get_vocabulary, model_id) is None:
         raise EsError(404, "resource_not_found_exception", f"[{model_id}] Could not find vocabulary document [{model_id}_vocabulary] for model ")

@@ -294,8 +294,8 @@ def test_invalid_settings(settings, type_, reason):
 
 
 def test_unknown_kinds_are_refused():
-    with pytest.raises(EsError, match=r"^unknown tokenization type \[bert_ja\]$"):
-        validate_tokenization("ner", {"bert_ja": {}})
+    with pytest.raises(EsError, match=r"^unknown tokenization type \[bert_jp\]$"):
+        validate_tokenization("ner", {"bert_jp": {}})
 
 
 def test_importing_the_package_does_not_load_tokenizers():
