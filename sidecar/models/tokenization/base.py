@@ -61,7 +61,7 @@ KINDS: dict[str, Kind] = {
     "roberta": Kind("roberta_tokenization", "<mask>", (("add_prefix_space", bool, False),), "roberta"),
     "xlm_roberta": Kind("xlm_roberta_tokenization", "<mask>", (), "XLMRoberta"),
     "deberta_v2": Kind("deberta_v2", "[MASK]"),
-    "bert_ja": Kind("bert_japanese_tokenization", "[MASK]", unserved=_JAPANESE_UNSERVED),
+    "bert_ja": Kind("bert_japanese_tokenization", "[MASK]", since="8.9.0", unserved=_JAPANESE_UNSERVED),  # #95546
     # ByteLevelBpeTokenization: its transport version (9377000) lies between the 9.4 and 9.5 upper bounds read;
     # the first release being 9.5 is UNCONFIRMED
     "byte_level_bpe": Kind(
