@@ -16,6 +16,7 @@ from sidecar.api.wire import EsRequest, error_response, render
 from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import Node
 from sidecar.deployment.manager import Deployments
+from sidecar.deployment.service import DeploymentService
 from sidecar.elastic.link import ClusterLink
 from sidecar.elastic.privileges import Action
 from sidecar.errors import EsError
@@ -37,9 +38,11 @@ class Context:
     cluster: ClusterLink | None = None  # the Elasticsearch cluster next to the node (--es-url)
     callback_secret: str | None = None  # what the cluster's inference endpoints must send on callbacks
     in_flight: InFlightRequests = field(init=False)  # request bytes held by this node, all connections together
+    deployment_service: DeploymentService = field(init=False)  # what `_start`, `_stop` and `_stats` call
 
     def __post_init__(self) -> None:
         self.in_flight = InFlightRequests(self.settings.max_in_flight_bytes)
+        self.deployment_service = DeploymentService(self.store, self.deployments, self.cluster)
 
 
 Handler = Callable[[Context, EsRequest], Awaitable[Any]]

@@ -33,10 +33,10 @@ from starlette.responses import Response
 from sidecar.api.endpoint import Context
 from sidecar.api.params import Params
 from sidecar.api.routes.infer import run_inference
-from sidecar.api.routes.models import model_or_404
 from sidecar.api.wire import EsRequest, raw_json
 from sidecar.elastic.secret import bearer_matches
 from sidecar.errors import EsError, illegal_argument, status_exception
+from sidecar.models.catalog import model_or_404
 from sidecar.timevalue import TimeValue
 
 # How long a callback may wait for a worker. The cluster's HTTP client sets no read timeout (only
@@ -135,7 +135,7 @@ async def check_secret(ctx: Context, http: Request) -> None:
 async def _config(ctx: Context, model_id: str) -> dict[str, Any]:
     """The deployed config when the model runs here (no store read on the hot path), else the stored one."""
     local = ctx.deployments.local.get(model_id)
-    return local.config if local is not None else await model_or_404(ctx, model_id)
+    return local.config if local is not None else await model_or_404(ctx.store, model_id)
 
 
 async def _infer(

@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
-from sidecar.api.routes.models import model_or_404
-from sidecar.api.wire import EsRequest, deprecation_warning, error_response, raw_json, render
+from sidecar.api.wire import EsRequest, deprecation_warning, raw_json, render
 from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.errors import EsError, status_exception, validation_failed
+from sidecar.models.catalog import model_or_404
 from sidecar.models.tasks import apply_update
 from sidecar.settings import Settings
 from sidecar.timevalue import TimeValue, parse_time
@@ -39,19 +39,11 @@ async def infer(ctx: Context, request: EsRequest) -> Response:
 
 
 async def infer_deployment(ctx: Context, request: EsRequest) -> Response:
-    """8.0-8.2: exactly one document, its result object alone.
-
-    From 8.3 a deprecated route that says so on every answer its handler gives, errors included (Elasticsearch's
-    deprecation handler runs inside its security filter, so a refused login carries no warning)."""
-    if not ctx.settings.claims(_DEPRECATED_SINCE):
-        results = await _run(ctx, request, legacy=True)
-        return _respond(results[0], request)
-    try:
-        results = await _run(ctx, request, legacy=True)
-        response = _respond(results[0], request)
-    except EsError as error:
-        response = error_response(error, request.params)
-    response.headers.append("Warning", deprecation_warning(ctx.settings.es_version, _DEPRECATION))
+    """8.0-8.2: exactly one document, its result object alone. From 8.3 a deprecated route that says so."""
+    results = await _run(ctx, request, legacy=True)
+    response = _respond(results[0], request)
+    if ctx.settings.claims(_DEPRECATED_SINCE):
+        response.headers.append("Warning", deprecation_warning(ctx.settings.es_version, _DEPRECATION))
     return response
 
 
@@ -136,7 +128,7 @@ async def _forward(
 
 async def _not_served(ctx: Context, model_id: str, legacy: bool) -> NoReturn:
     """Raise the error Elasticsearch gives for a model that is missing or not deployed."""
-    config = await model_or_404(ctx, model_id)
+    config = await model_or_404(ctx.store, model_id)
     if config.get("model_type") != "pytorch":
         raise status_exception(
             400, f"Only [pytorch] models are supported by _infer, provided model [{model_id}] has type [{config.get('model_type')}]"

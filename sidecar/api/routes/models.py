@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 from typing import Any
 
@@ -13,6 +12,7 @@ from sidecar.api.wire import EsRequest, byte_size
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
 from sidecar.logs import event
 from sidecar.models import fields
+from sidecar.models.catalog import all_models, match_models, model_or_404
 from sidecar.models.config import BUILTIN_LANG_IDENT, DEFER_DECOMPRESSION, DEFINITION_FIELDS, build_config
 from sidecar.models.definition import check_whole, parse_part, part_exists
 from sidecar.store.base import AlreadyExists, ModelDeployed
@@ -33,7 +33,7 @@ async def put_model(ctx: Context, request: EsRequest) -> Any:
     defer_decompression = request.params.bool(DEFER_DECOMPRESSION)
     request.params.bool("wait_for_completion")
     request.params.finish()
-    config = build_config(model_id, request.object(required=True), defer_decompression, ctx.settings.claims)
+    config = build_config(model_id, request.object(required=True), defer_decompression)
     try:
         await asyncio.to_thread(ctx.store.create_model, config)
     except AlreadyExists:
@@ -50,7 +50,7 @@ async def put_definition_part(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]
     request.params.finish()
     info, data = parse_part(request.path_params["part"], request.object(required=True))
-    config = await model_or_404(ctx, model_id)
+    config = await model_or_404(ctx.store, model_id)
     if "location" not in config:
         raise status_exception(400, f"cannot put definition for model [{model_id}] as location is null")
     try:
@@ -72,7 +72,7 @@ async def put_vocabulary(ctx: Context, request: EsRequest) -> Any:
     model_id = request.path_params["model_id"]
     request.params.finish()
     doc = _vocabulary(request.object(required=True))
-    config = await model_or_404(ctx, model_id)
+    config = await model_or_404(ctx.store, model_id)
     if config.get("model_type") != "pytorch":
         raise status_exception(400, f"cannot put vocabulary for model [{model_id}] as it is not an NLP model")
     try:
@@ -111,7 +111,7 @@ async def get_models(ctx: Context, request: EsRequest) -> Any:
     unknown = [i for i in includes if i not in _INCLUDES]
     if unknown:
         raise status_exception(400, f"unknown [include] parameters [{', '.join(unknown)}]. Valid options are [{', '.join(_INCLUDES)}]")
-    models = match_models(await asyncio.to_thread(all_models, ctx), expression, allow_no_match)
+    models = match_models(await asyncio.to_thread(all_models, ctx.store), expression, allow_no_match)
     models = [m for m in models if all(t in m.get("tags", []) for t in tags)]
     if "definition_status" in includes:
         await _add_definition_status(ctx, models)
@@ -165,35 +165,6 @@ async def _delete_after_its_deployment(ctx: Context, model_id: str, force: bool)
         except ModelDeployed:
             continue
     raise status_exception(409, f"Cannot delete model [{model_id}] as it is currently deployed; use force to delete the model")
-
-
-def all_models(ctx: Context) -> list[dict[str, Any]]:
-    """Stored configs plus Elasticsearch's built-in language identification model, sorted by id."""
-    return sorted([*ctx.store.list_models(), BUILTIN_LANG_IDENT], key=lambda m: m["model_id"])
-
-
-def match_models(models: list[dict[str, Any]], expression: str, allow_no_match: bool) -> list[dict[str, Any]]:
-    """Resolve `id`, `a,b`, `m*`, `_all` or `*` the way Elasticsearch's id expander does."""
-    patterns = [p.strip() for p in expression.split(",") if p.strip()]
-    if not patterns or patterns in (["_all"], ["*"]):
-        return models
-    matched: list[dict[str, Any]] = []
-    for pattern in patterns:
-        hits = [m for m in models if fnmatch.fnmatchcase(m["model_id"], pattern)]
-        if not hits and ("*" not in pattern or not allow_no_match):
-            raise model_not_found(pattern)
-        matched += [m for m in hits if m not in matched]
-    return sorted(matched, key=lambda m: m["model_id"])
-
-
-async def model_or_404(ctx: Context, model_id: str) -> dict[str, Any]:
-    """A stored config, or the built-in model, or Elasticsearch's 404."""
-    if model_id == BUILTIN_LANG_IDENT["model_id"]:
-        return BUILTIN_LANG_IDENT
-    config = await asyncio.to_thread(ctx.store.get_model, model_id)
-    if config is None:
-        raise model_not_found(model_id)
-    return config
 
 
 async def _add_definition_status(ctx: Context, models: list[dict[str, Any]]) -> None:
