@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from importlib.metadata import version
 from pathlib import Path
@@ -57,7 +58,10 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--node-name", default=defaults.node_name, help="the name _stats and GET / show")
     parser.add_argument("--cluster-name", default=defaults.cluster_name, help="the cluster name GET / reports")
-    parser.add_argument("--es-version", default=defaults.es_version, help="version reported by GET /")
+    parser.add_argument(
+        "--es-version", type=_es_version, default=defaults.es_version,
+        help="the Elasticsearch release the node speaks as: GET / reports it, messages and shapes follow it",
+    )  # fmt: skip
     parser.add_argument(
         "--store",
         type=_store,
@@ -130,6 +134,12 @@ def _core_list(value: str) -> tuple[int, ...]:
         return tuple(dict.fromkeys(cores))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected CPU numbers like 0-3,6, got [{value}]") from None
+
+
+def _es_version(value: str) -> str:
+    if re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z]+)?", value):
+        return value
+    raise argparse.ArgumentTypeError(f"expected an Elasticsearch release like 9.2.0, got [{value}]")
 
 
 def _store(value: str) -> str:

@@ -55,6 +55,7 @@ def test_every_serve_option_has_help_that_shows_its_default() -> None:
         (["--port", "http"], "argument --port: expected a port number from 1 to 65535, got [http]"),
         (["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'"),
         (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
+        (["--es-version", "9.x"], "argument --es-version: expected an Elasticsearch release like 9.2.0, got [9.x]"),
     ],
 )
 def test_a_wrong_value_is_one_line_and_exit_2(args: list[str], says: str) -> None:

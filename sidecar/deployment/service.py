@@ -12,6 +12,7 @@ from sidecar.deployment.start import StartParams, allocation_state, new_deployme
 from sidecar.errors import EsError, model_not_found, status_exception
 from sidecar.models.catalog import all_models, match_models, model_or_404
 from sidecar.models.definition import check_whole
+from sidecar.models.tokenization.base import check_served
 from sidecar.store.base import AlreadyExists, ModelMissing, Store
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class DeploymentService:
                 f"model [{model_id}] of type [{config.get('model_type')}] cannot be deployed. "
                 "Only PyTorch models can be deployed",
             )
+        check_served(next(iter(config["inference_config"].values()))["tokenization"])
         model_bytes = check_whole(model_id, await asyncio.to_thread(self.store.definition_parts, model_id))
         if await asyncio.to_thread(self.store.get_vocabulary, model_id) is None:
             raise EsError(
@@ -119,7 +121,9 @@ class DeploymentService:
 
     async def stats(self, request: StatsRequest) -> tuple[int, list[ModelStats]]:
         """How many models match, and the requested page of them with their deployments."""
-        models = match_models(await asyncio.to_thread(all_models, self.store), request.expression, request.allow_no_match)
+        aliases = await asyncio.to_thread(self.store.model_aliases)
+        everything = await asyncio.to_thread(all_models, self.store)
+        models = match_models(everything, request.expression, request.allow_no_match, aliases)
         page = models[request.start : request.start + request.size]
         return len(models), [await self._model_stats(config) for config in page]
 

@@ -6,12 +6,13 @@ import json
 import re
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from sidecar.errors import EsError, illegal_argument, status_exception, validation_failed
 from sidecar.models import fields
 from sidecar.models.definition import decode_base64
-from sidecar.models.tokenization.base import parse_failure
+from sidecar.models.tokenization.base import check_released, parse_failure
 
 NATIVE_INDEX = ".ml-inference-native-000002"  # where 9.x keeps NLP definitions and vocabularies
 CONFIG_VERSION = "12.0.0"  # MlConfigVersion.CURRENT reported by 9.x in a config's `version`
@@ -79,8 +80,12 @@ def model_id_errors(model_id: str) -> list[str]:
     return errors
 
 
-def build_config(model_id: str, body: dict[str, Any], defer_decompression: bool = False) -> dict[str, Any]:
-    """Validate a PUT body and return the config as it will be stored (GET shows a definition only on request)."""
+def build_config(
+    model_id: str, body: dict[str, Any], defer_decompression: bool, claims: Callable[[str], bool]
+) -> dict[str, Any]:
+    """Validate a PUT body and return the config as it will be stored (GET shows a definition only on request).
+
+    `claims(version)`: whether the claimed Elasticsearch release is `version` or later (what it knows of)."""
     from sidecar.models.tasks import validate_task_config  # task rules live with each task
 
     body = _parsed(body)
@@ -96,7 +101,7 @@ def build_config(model_id: str, body: dict[str, Any], defer_decompression: bool 
     _check_deferred_size(body, defer_decompression)
     inference_config = body["inference_config"]
     if model_type == "pytorch":
-        inference_config = _nlp_inference_config(inference_config, validate_task_config)
+        inference_config = _nlp_inference_config(inference_config, validate_task_config, claims)
         _refuse_parsed_definition(model_id, body, defer_decompression)
     return _stored(model_id, model_type, inference_config, body)
 
@@ -221,13 +226,14 @@ def _creation_errors(model_id: str, body: dict[str, Any]) -> list[str]:
     return errors
 
 
-def _nlp_inference_config(inference_config: dict[str, Any], validate: Any) -> dict[str, Any]:
+def _nlp_inference_config(inference_config: dict[str, Any], validate: Any, claims: Callable[[str], bool]) -> dict[str, Any]:
     if len(inference_config) != 1 or next(iter(inference_config)) not in NLP_TASKS:
         names = ", ".join(inference_config)
         raise illegal_argument(f"Unknown or unsupported inference config [{names}] for a [pytorch] model")
     task, settings = next(iter(inference_config.items()))
     if "vocabulary" in settings:
         raise illegal_argument("illegal setting [vocabulary] on inference model creation")
+    check_released(settings.get("tokenization"), claims)
     validated = validate(task, settings)
     ordered: dict[str, Any] = {}
     for key, value in validated.items():  # Elasticsearch writes the vocabulary just before the tokenization

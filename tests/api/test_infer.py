@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from elasticsearch import ElasticsearchWarning
+from elasticsearch import ApiError, ElasticsearchWarning
 
 from tests.support.deploy import error_of, infer
 
@@ -56,14 +56,6 @@ def test_embeddings_equal_sentence_transformers(es, deployed_minilm, minilm_dir)
         assert float(got @ vector / np.linalg.norm(got) / np.linalg.norm(vector)) >= 0.999
 
 
-def test_legacy_route_answers_one_bare_result(es, deployed_classifier):
-    body = es.perform_request(
-        "POST", f"/_ml/trained_models/{deployed_classifier}/deployment/_infer",
-        body={"docs": [{"text_field": "good"}]}, headers={"content-type": "application/json"},
-    ).body  # fmt: skip
-    assert list(body) == ["predicted_value", "prediction_probability"]
-
-
 def test_legacy_route_refuses_several_docs(es, deployed_classifier):
     call = lambda: es.perform_request(  # noqa: E731
         "POST", f"/_ml/trained_models/{deployed_classifier}/deployment/_infer",
@@ -103,6 +95,17 @@ def test_legacy_route_is_deprecated_from_8_3(es, deployed_classifier):
     ]
     assert response.meta.headers["warning"].startswith('299 Elasticsearch-9.2.0-unknown "[POST ')
     assert "warning" not in {k.lower() for k in _infer_headers(es, deployed_classifier)}
+
+
+def test_the_deprecated_routes_errors_carry_the_warning_too(es, deployed_classifier):
+    with pytest.raises(ApiError) as caught:
+        _legacy_infer(es, deployed_classifier, [{"other": "x"}])
+    assert caught.value.meta.status == 400
+    assert caught.value.body["error"]["reason"] == "Input field [text_field] does not exist in the source document"
+    assert caught.value.meta.headers["warning"] == (
+        '299 Elasticsearch-9.2.0-unknown "[POST /_ml/trained_models/{model_id}/deployment/_infer] is deprecated! '
+        'Use [POST /_ml/trained_models/{model_id}/_infer] instead."'
+    )
 
 
 def _infer_headers(es, model_id):

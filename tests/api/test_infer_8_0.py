@@ -3,7 +3,7 @@
 import warnings
 
 import pytest
-from elasticsearch import ElasticsearchWarning
+from elasticsearch import ApiError, ElasticsearchWarning
 
 from tests.support.deploy import error_of, start, uploaded
 from tests.support.node import module_node
@@ -38,3 +38,6 @@ def test_missing_field_and_non_string_in_the_seed_words(es, deployed):
     assert error_of(lambda: _legacy_infer(es, deployed, [{"other": "x"}])) == missing
     not_text = (400, "status_exception", "input value [true] for field [text_field] is not a string")
     assert error_of(lambda: _legacy_infer(es, deployed, [{"text_field": True}])) == not_text
+    with pytest.raises(ApiError) as caught:
+        _legacy_infer(es, deployed, [{"other": "x"}])
+    assert "warning" not in {key.lower() for key in caught.value.meta.headers}

@@ -354,3 +354,25 @@ def test_a_pytorch_model_refuses_a_definition_it_reads(es):
     )  # fmt: skip
     missing = es.ml.get_trained_models(model_id="store-pt-*", allow_no_match=True)["trained_model_configs"]
     assert missing == []
+
+
+def _with_tokenization(tokenization):
+    return {**NER_CONFIG, "inference_config": {"ner": {**NER_CONFIG["inference_config"]["ner"], "tokenization": tokenization}}}
+
+
+def test_bert_ja_is_stored_and_refused_at_start_saying_why(es):
+    config = put_config(es, "store-ja", _with_tokenization({"bert_ja": {"do_lower_case": False, "max_sequence_length": 64}}))
+    assert config["inference_config"]["ner"]["tokenization"] == {"bert_ja": {
+        "do_lower_case": False, "with_special_tokens": True, "max_sequence_length": 64, "truncate": "first", "span": -1,
+    }}  # fmt: skip
+    status, kind, reason = error_of(lambda: es.ml.start_trained_model_deployment(model_id="store-ja"))
+    assert (status, kind) == (400, "status_exception")
+    assert reason.startswith("[bert_ja] tokenization cannot be deployed on this node: ") and "Kuromoji" in reason
+    assert es.ml.get_trained_models_stats(model_id="store-ja")["trained_model_stats"][0].get("deployment_stats") is None
+
+
+def test_byte_level_bpe_is_unknown_to_the_default_9_2(es):
+    config = _with_tokenization({"byte_level_bpe": {"add_prefix_space": True}})
+    assert error_of(lambda: put_config(es, "store-bpe", config)) == (
+        400, "illegal_argument_exception", "unknown tokenization type [byte_level_bpe]",
+    )  # fmt: skip

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
-from sidecar.api.wire import EsRequest, deprecation_warning, raw_json, render
+from sidecar.api.wire import EsRequest, deprecation_warning, error_response, raw_json, render
 from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.errors import EsError, status_exception, validation_failed
@@ -39,11 +39,19 @@ async def infer(ctx: Context, request: EsRequest) -> Response:
 
 
 async def infer_deployment(ctx: Context, request: EsRequest) -> Response:
-    """8.0-8.2: exactly one document, its result object alone. From 8.3 a deprecated route that says so."""
-    results = await _run(ctx, request, legacy=True)
-    response = _respond(results[0], request)
-    if ctx.settings.claims(_DEPRECATED_SINCE):
-        response.headers.append("Warning", deprecation_warning(ctx.settings.es_version, _DEPRECATION))
+    """8.0-8.2: exactly one document, its result object alone.
+
+    From 8.3 a deprecated route that says so on every answer its handler gives, errors included (Elasticsearch's
+    deprecation handler runs inside its security filter, so a refused login carries no warning)."""
+    if not ctx.settings.claims(_DEPRECATED_SINCE):
+        results = await _run(ctx, request, legacy=True)
+        return _respond(results[0], request)
+    try:
+        results = await _run(ctx, request, legacy=True)
+        response = _respond(results[0], request)
+    except EsError as error:
+        response = error_response(error, request.params)
+    response.headers.append("Warning", deprecation_warning(ctx.settings.es_version, _DEPRECATION))
     return response
 
 

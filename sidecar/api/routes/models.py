@@ -33,7 +33,7 @@ async def put_model(ctx: Context, request: EsRequest) -> Any:
     defer_decompression = request.params.bool(DEFER_DECOMPRESSION)
     request.params.bool("wait_for_completion")
     request.params.finish()
-    config = build_config(model_id, request.object(required=True), defer_decompression)
+    config = build_config(model_id, request.object(required=True), defer_decompression, ctx.settings.claims)
     try:
         await asyncio.to_thread(ctx.store.create_model, config)
     except AlreadyExists:

@@ -16,10 +16,11 @@ def build_tokenizer(tokenization: dict[str, Any], vocabulary: dict[str, Any]) ->
     # Imported here so that importing this package (as the API process does to
     # validate configs) never loads the `tokenizers` library.
     from sidecar.models.tokenization.bert import BertTokenizer
+    from sidecar.models.tokenization.byte_level_bpe import ByteLevelBpeTokenizer
     from sidecar.models.tokenization.deberta_v2 import DebertaV2Tokenizer
     from sidecar.models.tokenization.mpnet import MPNetTokenizer
     from sidecar.models.tokenization.roberta import RobertaTokenizer
     from sidecar.models.tokenization.xlm_roberta import XLMRobertaTokenizer
 
-    kinds = (BertTokenizer, MPNetTokenizer, RobertaTokenizer, XLMRobertaTokenizer, DebertaV2Tokenizer)
+    kinds = (BertTokenizer, MPNetTokenizer, RobertaTokenizer, XLMRobertaTokenizer, DebertaV2Tokenizer, ByteLevelBpeTokenizer)
     return {tokenizer.kind: tokenizer for tokenizer in kinds}[kind](vocabulary, settings)

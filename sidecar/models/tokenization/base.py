@@ -6,6 +6,7 @@ Nothing here imports `tokenizers`, so the API process can validate configs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -41,18 +42,39 @@ class Kind:
     mask_token: str
     extra: tuple[tuple[str, type, Any], ...] = ()  # the kind's own settings (name, type, default), written last
     lower_case_refused_by: str | None = None  # tokenizer name in the `do_lower_case` refusal
+    since: str = "8.0.0"  # the first Elasticsearch release that knows the kind (older ones refuse it at PUT)
+    unserved: str | None = None  # why a config of this kind is stored but cannot be deployed here
 
 
+_JAPANESE_UNSERVED = (
+    "[bert_ja] tokenization cannot be deployed on this node: Elasticsearch splits Japanese text into words with "
+    "Lucene's Kuromoji tokenizer in search mode, which no Python word splitter reproduces, and a model given other "
+    "words would answer differently"
+)
+_BYTE_LEVEL_TOKENS = tuple(
+    (name, str, default)
+    for name, default in (("unk_token", "<unk>"), ("pad_token", "<pad>"), ("bos_token", "<s>"), ("eos_token", "</s>"))
+)
 KINDS: dict[str, Kind] = {
     "bert": Kind("bert_tokenization", "[MASK]"),
     "mpnet": Kind("mpnet_tokenization", "<mask>"),
     "roberta": Kind("roberta_tokenization", "<mask>", (("add_prefix_space", bool, False),), "roberta"),
     "xlm_roberta": Kind("xlm_roberta_tokenization", "<mask>", (), "XLMRoberta"),
     "deberta_v2": Kind("deberta_v2", "[MASK]"),
+    "bert_ja": Kind("bert_japanese_tokenization", "[MASK]", since="8.9.0", unserved=_JAPANESE_UNSERVED),  # #95546
+    # ByteLevelBpeTokenization: its transport version (9377000) lies between the 9.4 and 9.5 upper bounds read;
+    # the first release being 9.5 is UNCONFIRMED
+    "byte_level_bpe": Kind(
+        "byte_level_bpe_tokenization",
+        "<mask>",
+        (("add_prefix_space", bool, False), *_BYTE_LEVEL_TOKENS, ("mask_token", str, "<mask>")),
+        "byte_level_bpe",
+        since="9.5.0",
+    ),
 }
 # Elasticsearch's map-based update parser lists only bert, mpnet and roberta; its REST parser takes every
 # registered kind, so every kind served here can be updated (the error lists them all, sorted).
-_UPDATE_KINDS = tuple(sorted(KINDS))
+_UPDATE_KINDS = tuple(sorted(name for name, kind in KINDS.items() if kind.unserved is None))
 
 
 @dataclass
@@ -259,8 +281,28 @@ def kind_and_settings(tokenization: dict[str, Any]) -> tuple[str, dict[str, Any]
 
 
 def mask_token(tokenization: dict[str, Any]) -> str:
-    """The mask token of a stored `tokenization`'s kind."""
-    return KINDS[kind_and_settings(tokenization)[0]].mask_token
+    """The mask token of a stored `tokenization`: its kind's, unless the kind lets the config name it."""
+    kind, settings = kind_and_settings(tokenization)
+    return settings.get("mask_token") or KINDS[kind].mask_token
+
+
+def check_released(tokenization: Any, claims: Callable[[str], bool]) -> None:
+    """A kind newer than the claimed Elasticsearch release is as unknown as it is to that release."""
+    if isinstance(tokenization, dict) and len(tokenization) == 1:
+        name = next(iter(tokenization))
+        if name in KINDS and not claims(KINDS[name].since):
+            raise _unknown_kind(name)
+
+
+def check_served(tokenization: dict[str, Any]) -> None:
+    """A stored kind this node cannot run is refused at `_start`, saying why."""
+    reason = KINDS[kind_and_settings(tokenization)[0]].unserved
+    if reason is not None:
+        raise status_exception(400, reason)
+
+
+def _unknown_kind(name: str) -> EsError:
+    return illegal_argument(f"unknown tokenization type [{name}]")
 
 
 def validate_tokenization(owner: str, tokenization: Any) -> dict[str, Any]:
@@ -271,7 +313,7 @@ def validate_tokenization(owner: str, tokenization: Any) -> dict[str, Any]:
         raise parse_failure(owner, "tokenization")
     name, given = kind_and_settings(tokenization)
     if name not in KINDS:
-        raise illegal_argument(f"unknown tokenization type [{name}]")
+        raise _unknown_kind(name)
     if not isinstance(given, dict):
         raise parse_failure(owner, "tokenization")
     kind = KINDS[name]
@@ -283,11 +325,16 @@ def validate_tokenization(owner: str, tokenization: Any) -> dict[str, Any]:
     if settings["truncate"] is not None:
         settings["truncate"] = parse_truncate(settings["truncate"])
     defaults = {**DEFAULTS, **{field_name: default for field_name, _, default in kind.extra}}
-    settings = {field_name: defaults[field_name] if value is None else value for field_name, value in settings.items()}
+    settings = {field_name: defaults[field_name] if _unset(value) else value for field_name, value in settings.items()}
     _check_settings(settings)
     if kind.lower_case_refused_by and settings["do_lower_case"]:
         raise illegal_argument(f"unable to set [do_lower_case] to [true] for {kind.lower_case_refused_by} tokenizer")
     return {name: settings}
+
+
+def _unset(value: Any) -> bool:
+    """Absent, or (for a token a config may name) blank, which Elasticsearch reads as its default."""
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _check_settings(settings: dict[str, Any]) -> None:

@@ -29,7 +29,9 @@ class RobertaTokenizer(RowTokenizer):
         # Offsets leave out the space a piece carries, as Hugging Face reports them.
         tokenizer.post_processor = processors.ByteLevel(add_prefix_space=prefix, trim_offsets=True)
         # Elasticsearch drops the whitespace before `<mask>`, as Hugging Face's lstrip does.
-        tokens = special_tokens(ids, "<s>", "<pad>", "</s>", "<unk>", "<mask>", lstrip=("<mask>",))
+        tokens = special_tokens(
+            ids, self.cls_token, self.pad_token, self.sep_token, self.unk_token, self.mask_token, lstrip=(self.mask_token,)
+        )
         tokenizer.add_special_tokens(tokens)
         return tokenizer
 

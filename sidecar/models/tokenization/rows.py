@@ -10,7 +10,7 @@ import numpy as np
 from tokenizers import AddedToken, Tokenizer
 
 from sidecar.errors import illegal_argument, status_exception
-from sidecar.models.tokenization.base import KINDS, Pieces, Window, split, split_pair
+from sidecar.models.tokenization.base import Pieces, Window, mask_token, split, split_pair
 
 
 class RowTokenizer:
@@ -34,7 +34,7 @@ class RowTokenizer:
         if self._with_special_tokens:
             _require(ids, [self.sep_token, self.cls_token], "stored vocabulary is missing required [{}] token(s)")
             self._cls, self._sep = ids[self.cls_token], ids[self.sep_token]
-        self.mask_token: str = KINDS[self.kind].mask_token
+        self.mask_token: str = mask_token({self.kind: settings})
         self.mask_token_id: int | None = ids.get(self.mask_token)
         self.pad_token_id: int = ids[self.pad_token]
         self.max_sequence_length: int = settings["max_sequence_length"]

@@ -203,7 +203,7 @@ def test_updates():
          "[ner] does not support windowing long text sequences; configured span [8]"),
         ({"num_top_classes": 1, "foo": 2}, "Unrecognized fields [num_top_classes, foo]."),
         ({"tokenization": {"xlm": {}}},
-         "unknown tokenization type expecting one of [bert, deberta_v2, mpnet, roberta, xlm_roberta] got [xlm]"),
+         "unknown tokenization type expecting one of [bert, byte_level_bpe, deberta_v2, mpnet, roberta, xlm_roberta] got [xlm]"),
         ({"tokenization": {"mpnet": {"truncate": "first"}}},
          "Tokenization config of type [bert] can not be updated with a request of type [mpnet]"),
     ],

@@ -18,7 +18,8 @@ import pytest
 
 from sidecar.errors import EsError
 from sidecar.models.tokenization import build_tokenizer
-from sidecar.models.tokenization.base import validate_tokenization
+from sidecar.models.tokenization.base import check_released, validate_tokenization
+from sidecar.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -294,8 +295,16 @@ def test_invalid_settings(settings, type_, reason):
 
 
 def test_unknown_kinds_are_refused():
-    with pytest.raises(EsError, match=r"^unknown tokenization type \[bert_ja\]$"):
-        validate_tokenization("ner", {"bert_ja": {}})
+    with pytest.raises(EsError, match=r"^unknown tokenization type \[bert_jp\]$"):
+        validate_tokenization("ner", {"bert_jp": {}})
+
+
+@pytest.mark.parametrize(("kind", "last_without", "first_with"), [("bert_ja", "8.8.2", "8.9.0"), ("byte_level_bpe", "9.4.9", "9.5.0")])
+def test_kinds_newer_than_the_claimed_release_are_unknown(kind, last_without, first_with):
+    check_released({kind: {}}, Settings(es_version=first_with).claims)
+    check_released({"bert": {}}, Settings(es_version="8.0.0").claims)
+    with pytest.raises(EsError, match=rf"^unknown tokenization type \[{kind}\]$"):
+        check_released({kind: {}}, Settings(es_version=last_without).claims)
 
 
 def test_importing_the_package_does_not_load_tokenizers():
