@@ -131,7 +131,8 @@ def _end_records(file: BinaryIO, size: int) -> tuple[int, int, int, int]:
     signature, record_size, _, _, disk, directory_disk, disk_count, count64, size64, offset64 = fields
     if signature != _END64 or record_size != _END64_FORMAT.size - 12 or disk or directory_disk or disk_count != count64:
         raise ArchiveError("zip64 end record is malformed")
-    for short, long, ones in ((count, count64, _U16), (directory_size, size64, _U32), (directory_offset, offset64, _U32)):
+    pairs = ((count, count64, _U16), (directory_size, size64, _U32), (directory_offset, offset64, _U32))
+    for short, long, ones in pairs:
         if short not in (long, ones):
             raise ArchiveError("zip64 end record disagrees with the end record")
     return count64, size64, offset64, end64_offset
@@ -146,8 +147,8 @@ def _central_directory(data: bytes, count: int) -> list[Record]:
         if position + _CENTRAL_FORMAT.size > len(data):
             raise ArchiveError("central directory is shorter than its entry count")
         fields = _CENTRAL_FORMAT.unpack_from(data, position)
-        signature, _, _, flags, method, _, _, crc, compressed, size, name_length, extra_length, comment_length = fields[:13]
-        disk, offset = fields[13], fields[16]
+        signature, _, _, flags, method, _, _, crc, compressed, size = fields[:10]
+        name_length, extra_length, comment_length, disk, _, _, offset = fields[10:]
         name_start = position + _CENTRAL_FORMAT.size
         extra_start = name_start + name_length
         position = extra_start + extra_length + comment_length
@@ -157,7 +158,8 @@ def _central_directory(data: bytes, count: int) -> list[Record]:
         name = _name(raw_name)
         _check_entry(name, flags, method, comment_length)
         zip64 = _extras(data[extra_start : extra_start + extra_length], name).get(_ZIP64_EXTRA, b"")
-        size, compressed, offset, disk = _widened(zip64, name, (size, _U32), (compressed, _U32), (offset, _U32), (disk, _U16))
+        wide = (size, _U32), (compressed, _U32), (offset, _U32), (disk, _U16)
+        size, compressed, offset, disk = _widened(zip64, name, *wide)
         if disk:
             raise ArchiveError(f"record [{name}] lies on another disk")
         if raw_name.lower() in seen:
