@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import count
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 from sidecar.errors import EsError, status_exception
@@ -56,6 +59,7 @@ class _Worker:
     batch: list[Item] = field(default_factory=list)
     batch_id: int = -1
     failed_loads: int = 0  # replacements in a row that died before loading: the next one waits longer
+    scratch: Path | None = None  # the process's own writable directory, removed when it has exited
     alive: bool = True
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -188,12 +192,17 @@ class WorkerPool:
         finally:
             worker.writer.close()
         await asyncio.to_thread(worker.process.join, _STOP_GRACE_S)
+        if worker.scratch is not None:
+            await asyncio.to_thread(shutil.rmtree, worker.scratch, True)
         self._on_exit(worker)
 
     def _on_message(self, worker: _Worker, message: tuple[Any, ...]) -> None:
         kind = message[0]
         if kind == READY:
             worker.info = message[1]
+            confinement = worker.info.get("confinement")
+            if not str(confinement).startswith("landlock"):
+                log.warning("worker %d of [%s] runs unconfined: %s", worker.index, worker.spec.model_id, confinement)
             if not worker.ready.done():
                 worker.ready.set_result(message[1])
         elif kind == FAILED:
@@ -259,10 +268,12 @@ class WorkerPool:
     def _spawn(self, index: int, spec: WorkerSpec) -> _Worker:
         parent, child = socket.socketpair()
         name = f"sidecar-worker-{spec.model_id}-{index}"
-        process = _SPAWN.Process(target=self._target, args=(child, spec), name=name, daemon=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+        args = (child, replace(spec, scratch=scratch))
+        process = _SPAWN.Process(target=self._target, args=args, name=name, daemon=True)
         process.start()
         child.close()
-        worker = _Worker(index, spec, process, asyncio.get_running_loop().create_future())
+        worker = _Worker(index, spec, process, asyncio.get_running_loop().create_future(), scratch=scratch)
         worker.ready.add_done_callback(lambda ready: ready.exception())  # a load failure is read where it matters
         worker.reader_task = asyncio.create_task(self._serve(worker, parent))
         return worker
@@ -281,8 +292,11 @@ class WorkerPool:
         )
 
     def describe_workers(self) -> list[dict[str, Any]]:
-        """Each worker's process id and cores, for the node's status route."""
-        return [{"pid": w.process.pid, "cores": list(w.spec.cores)} for w in self._workers]
+        """Each worker's process id, cores and confinement (`landlock ...` or `none: why`), for the status route."""
+        return [
+            {"pid": w.process.pid, "cores": list(w.spec.cores), "confinement": w.info.get("confinement")}
+            for w in self._workers
+        ]
 
 
 def _fail(item: Item, error: EsError) -> None:

@@ -8,21 +8,31 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, BinaryIO
 
 from sidecar.errors import EsError
 from sidecar.models.safety import UnsafeModelError
+from sidecar.workers.confine import confine
 from sidecar.workers.channel import receive, send
 from sidecar.workers.spec import DONE, FAILED, INFER, READY, WorkerSpec
 
 
 def worker_main(conn: socket.socket, spec: WorkerSpec) -> None:
-    """Pin, set thread counts before torch loads, load the model, then serve until told to stop or the pipe closes."""
+    """Pin, set thread counts before torch loads, open the definition, confine the process, load the model, then
+    serve until told to stop or the pipe closes."""
     os.sched_setaffinity(0, spec.cores)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(spec.threads)
     try:
-        runner = _Runner(spec)
+        definition = open(spec.definition, "rb")  # noqa: SIM115 - held open for the worker's life
+    except OSError as exc:
+        send(conn, (FAILED, 500, f"cannot open model definition: {exc.strerror}"))
+        return
+    assert spec.scratch is not None  # the pool gives every process its own
+    os.environ["TMPDIR"] = str(spec.scratch)
+    confinement = confine(spec.scratch, definition)
+    try:
+        runner = _Runner(spec, definition)
     except UnsafeModelError as exc:  # the caller's model is refused: a 400 naming the operation
         send(conn, (FAILED, 400, f"Refusing to load model [{spec.model_id}]: {exc}"))
         return
@@ -30,7 +40,7 @@ def worker_main(conn: socket.socket, spec: WorkerSpec) -> None:
         status = exc.status if isinstance(exc, EsError) else 500
         send(conn, (FAILED, status, str(exc) or type(exc).__name__))
         return
-    send(conn, (READY, {"batching": runner.batching}))
+    send(conn, (READY, {"batching": runner.batching, "confinement": confinement}))
     while True:
         try:
             message = receive(conn)
@@ -47,7 +57,7 @@ def worker_main(conn: socket.socket, spec: WorkerSpec) -> None:
 class _Runner:
     """Tokenize, run the model in length-sorted sub-batches, post-process into Elasticsearch JSON."""
 
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec, definition: BinaryIO) -> None:
         import torch
 
         from sidecar.models.safety import load_checked
@@ -57,7 +67,7 @@ class _Runner:
         torch.set_num_threads(spec.threads)
         torch.set_num_interop_threads(1)
         self._torch = torch
-        self._model = load_checked(spec.definition, spec.max_graph_nodes, trusted=spec.trusted)
+        self._model = load_checked(definition, spec.max_graph_nodes, trusted=spec.trusted)
         self._tokenizer = build_tokenizer(spec.task_config["tokenization"], spec.vocabulary)
         self._task = TASKS[spec.task](spec.task_config, self._tokenizer)
         self._max_tokens = spec.max_batch_tokens

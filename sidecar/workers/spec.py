@@ -19,10 +19,12 @@ class WorkerSpec:
     max_batch_tokens: int
     trusted: bool  # skip the TorchScript safety check
     max_graph_nodes: int
+    scratch: Path | None = None  # the one directory the worker may write; its pool makes one per process
 
 
 # Messages on the worker's pipe (pickled tuples):
 #   node -> worker: ("infer", batch_id, [(text, options), ...])      ("stop",)
-#   worker -> node: ("ready", {"batching": bool})                     ("failed", status, reason)
+#   worker -> node: ("ready", {"batching": bool, "confinement": str})
+#                   ("failed", status, reason)
 #                   ("done", batch_id, [bytes | (status, type, reason), ...], elapsed_ms)
 INFER, STOP, READY, FAILED, DONE = "infer", "stop", "ready", "failed", "done"

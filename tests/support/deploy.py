@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,3 +43,17 @@ def error_of(call: Any) -> tuple[int, str, str]:
         call()
     body = caught.value.body
     return caught.value.meta.status, body["error"]["type"], body["error"]["reason"]
+
+
+# Elasticsearch's own pass-through test model config and vocabulary (3rd_party_deployment.yml)
+PASS_THROUGH = {
+    "input": {"field_names": ["text_field"]},
+    "model_type": "pytorch",
+    "inference_config": {"pass_through": {"tokenization": {"bert": {"with_special_tokens": False}}}},
+}
+WORDS = {"vocabulary": ["[PAD]", "[UNK]", "these", "are", "my", "words"]}
+
+
+def uploaded_definition(url: str, model_id: str, definition: Path) -> str:
+    """Upload any TorchScript file as a pass-through BERT-tokenized model, the way Elasticsearch's tests do."""
+    return uploaded(url, TracedModel(model_id, definition, PASS_THROUGH, WORDS))
