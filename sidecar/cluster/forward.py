@@ -19,6 +19,7 @@ from sidecar.timevalue import TimeValue
 log = logging.getLogger(__name__)
 FORWARDED_HEADER = "x-sidecar-forwarded"
 INPUT_TYPE_HEADER = "x-sidecar-input-type"  # ingest | search: which prefix string the serving node applies
+WAIT_HEADER = "x-sidecar-wait"  # the caller waits for a worker rather than take a 429 (the cluster's ingest)
 _RETRYABLE_STATUSES = (429, 502, 503)
 
 
@@ -60,6 +61,7 @@ class Forwarder:
         body: dict[str, Any],
         timeout: TimeValue,
         input_type: str | None = None,
+        wait: bool = False,
     ) -> list[bytes]:
         """POST the 8.3+ `_infer` to each candidate in turn; per-document results come back serialized."""
         if not candidates:
@@ -67,7 +69,7 @@ class Forwarder:
         last: EsError | None = None
         for node in candidates:
             try:
-                return await self._post(node, model_id, body, timeout, input_type)
+                return await self._post(node, model_id, body, timeout, input_type, wait)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 log.warning("forwarding [%s] to node [%s] failed: %s; trying the next node", model_id, node["name"], exc)
             except EsError as error:
@@ -79,7 +81,13 @@ class Forwarder:
         raise NoRoute()
 
     async def _post(
-        self, node: dict[str, Any], model_id: str, body: dict[str, Any], timeout: TimeValue, input_type: str | None
+        self,
+        node: dict[str, Any],
+        model_id: str,
+        body: dict[str, Any],
+        timeout: TimeValue,
+        input_type: str | None,
+        wait: bool,
     ) -> list[bytes]:
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -87,6 +95,8 @@ class Forwarder:
         headers = {"content-type": "application/json", FORWARDED_HEADER: self._node_id}
         if input_type:
             headers[INPUT_TYPE_HEADER] = input_type
+        if wait:
+            headers[WAIT_HEADER] = "true"
         if self._secret:
             headers["authorization"] = f"Bearer {self._secret}"
         self._open[node["id"]] += 1

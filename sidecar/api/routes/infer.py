@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
 from sidecar.api.wire import EsRequest, deprecation_warning, error_response, raw_json, render
-from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, NoRoute
+from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, WAIT_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.errors import EsError, status_exception, validation_failed
 from sidecar.models.catalog import model_or_404
@@ -93,11 +93,12 @@ async def run_inference(
     forwarded = FORWARDED_HEADER in http.headers
     if forwarded:
         input_type = http.headers.get(INPUT_TYPE_HEADER)
+        wait = WAIT_HEADER in http.headers
     deployment = ctx.deployments.local.get(model_id)
     if deployment is None:
         if forwarded:
             await _not_served(ctx, model_id, legacy)
-        return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=False)
+        return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=False, wait=wait)
     texts = _texts(body, deployment.config, legacy, ctx.settings)
     prefix = (deployment.config.get("prefix_strings") or {}).get(input_type or "", "")
     options = _options(model_id, deployment.config, body.get("inference_config"))
@@ -120,14 +121,16 @@ async def _forward(
     legacy: bool,
     input_type: str | None,
     need_room: bool,
+    wait: bool = False,
 ) -> list[bytes]:
-    """Another node serves it (or has room): forward; with nobody to forward to, answer as Elasticsearch would."""
+    """Another node serves it (or has room): forward; with nobody to forward to, answer as Elasticsearch would.
+    `wait` goes along when this node does not serve the model: the node that does waits for a worker instead."""
     view = ctx.deployments
     candidates = ctx.forwarder.candidates(view.live, view.serving.get(model_id, []), model_id, need_room)
     if not candidates and not need_room:  # the view may predate an allocation that just started: read its routes
         candidates = ctx.forwarder.candidates(view.live, await view.serving_now(model_id), model_id, need_room)
     try:
-        return await ctx.forwarder.infer(candidates, model_id, body, timeout, input_type)
+        return await ctx.forwarder.infer(candidates, model_id, body, timeout, input_type, wait)
     except NoRoute:
         if need_room:
             raise QueueFull() from None
