@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.cluster.node import Node
+from sidecar.deployment.states import RoutingState
 from sidecar.deployment.threads import plan
 from sidecar.errors import EsError, status_exception
 from sidecar.logs import event
@@ -26,7 +27,7 @@ from sidecar.workers.pool import WorkerPool
 from sidecar.workers.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
-STARTING, STARTED, STOPPING, FAILED = "starting", "started", "stopping", "failed"
+STARTING, STARTED, STOPPING, FAILED = (RoutingState.STARTING, RoutingState.STARTED, RoutingState.STOPPING, RoutingState.FAILED)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.deployment.manager import Deployments
 from sidecar.deployment.start import StartParams, allocation_state, new_deployment, wait_for_start
+from sidecar.deployment.states import AssignmentState, RoutingState
 from sidecar.errors import EsError, model_not_found, status_exception
 from sidecar.models.catalog import all_models, match_models, model_or_404
 from sidecar.models.definition import check_whole
@@ -93,7 +94,7 @@ class DeploymentService:
             raise model_not_found(model_id) from None
         allocation = await wait_for_start(self.deployments, model_id, request.params)
         reason = None
-        if self.cluster is not None and allocation_state(allocation) == "started":
+        if self.cluster is not None and allocation_state(allocation) == AssignmentState.STARTED:
             # the cluster's ingest pipelines reach the model through an inference endpoint; if they cannot, say why
             reason = await self.cluster.deployment_started(model_id, config)
         return Started(allocation, reason)
@@ -121,9 +122,7 @@ class DeploymentService:
 
     async def stats(self, request: StatsRequest) -> tuple[int, list[ModelStats]]:
         """How many models match, and the requested page of them with their deployments."""
-        aliases = await asyncio.to_thread(self.store.model_aliases)
-        everything = await asyncio.to_thread(all_models, self.store)
-        models = match_models(everything, request.expression, request.allow_no_match, aliases)
+        models = match_models(await asyncio.to_thread(all_models, self.store), request.expression, request.allow_no_match)
         page = models[request.start : request.start + request.size]
         return len(models), [await self._model_stats(config) for config in page]
 
@@ -146,7 +145,7 @@ class DeploymentService:
 
     def _counters(self, node: dict[str, Any], model_id: str, route: dict[str, Any]) -> dict[str, Any] | None:
         """This node's live counters, another node's as its last heartbeat wrote them; none unless started."""
-        if route["routing_state"] != "started":
+        if route["routing_state"] != RoutingState.STARTED:
             return None
         if node["id"] == self.deployments.node.id and model_id in self.deployments.local:
             return self.deployments.local_stats(model_id)

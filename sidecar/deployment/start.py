@@ -9,6 +9,7 @@ from typing import Any
 
 from sidecar.api.params import Params
 from sidecar.deployment.manager import Deployments
+from sidecar.deployment.states import AllocationStatus, AssignmentState, RoutingState
 from sidecar.errors import (
     EsError,
     illegal_argument,
@@ -18,7 +19,7 @@ from sidecar.errors import (
 )
 from sidecar.timevalue import TimeValue, iso_micros, parse_time
 
-WAIT_FOR_ORDER = ("starting", "started", "fully_allocated")
+WAIT_FOR_ORDER = tuple(AllocationStatus)
 _ACTION = "cluster:admin/xpack/ml/trained_models/deployment/start"
 # seed name -> accepted aliases (the 8.3+ names)
 _INT_PARAMS = {
@@ -36,7 +37,7 @@ class StartParams:
     model_threads: int = 1
     queue_capacity: int = 1024
     timeout: TimeValue = TimeValue(20.0, "20s")
-    wait_for: str = "started"
+    wait_for: str = AllocationStatus.STARTED
 
 
 def parse_start(model_id: str, params: Params, body: dict[str, Any]) -> StartParams:
@@ -111,7 +112,7 @@ def new_deployment(model_id: str, model_bytes: int, start: StartParams) -> dict[
             "model_threads": start.model_threads,
             "queue_capacity": start.queue_capacity,
         },
-        "state": "started",
+        "state": AssignmentState.STARTED,
         "start_time": time.time_ns() // 1000,  # microseconds, printed in ISO-8601
     }
 
@@ -126,11 +127,11 @@ def allocation_status(allocation: dict[str, Any]) -> dict[str, Any]:
 
 def allocation_state(allocation: dict[str, Any]) -> str:
     """`stopping` is sticky; any started node makes it `started`; otherwise `starting`."""
-    if allocation.get("state") == "stopping":
-        return "stopping"
-    if any(r["routing_state"] == "started" for r in allocation["routes"].values()):
-        return "started"
-    return "starting"
+    if allocation.get("state") == AssignmentState.STOPPING:
+        return AssignmentState.STOPPING
+    if any(r["routing_state"] == RoutingState.STARTED for r in allocation["routes"].values()):
+        return AssignmentState.STARTED
+    return AssignmentState.STARTING
 
 
 def render_allocation(allocation: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +160,7 @@ def failure(model_id: str, allocation: dict[str, Any]) -> EsError | None:
     """Every node failed: one client-side cause on every node (a refused model's 400, a full disk's 429) is answered
     with its own status and reason, anything else with Elasticsearch's 500."""
     routes = allocation["routes"]
-    if not routes or any(r["routing_state"] != "failed" for r in routes.values()):
+    if not routes or any(r["routing_state"] != RoutingState.FAILED for r in routes.values()):
         return None
     statuses = {r["error_status"] for r in routes.values()}
     if len(statuses) == 1 and statuses.issubset({400, 429}):
@@ -186,7 +187,7 @@ async def wait_for_start(deployments: Deployments, model_id: str, start: StartPa
     deadline = time.monotonic() + start.timeout.seconds
     while True:
         allocation = await deployments.allocation(model_id)
-        if allocation is None or allocation.get("state") == "stopping":
+        if allocation is None or allocation.get("state") == AssignmentState.STOPPING:
             await _raise_if_model_gone(deployments, model_id)
             raise status_exception(409, f"deployment for model [{model_id}] was stopped while it was starting")
         error = failure(model_id, allocation)

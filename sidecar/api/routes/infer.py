@@ -13,6 +13,7 @@ from sidecar.api.endpoint import Context
 from sidecar.api.wire import EsRequest, deprecation_warning, error_response, raw_json, render
 from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, WAIT_HEADER, NoRoute
 from sidecar.deployment.manager import LocalDeployment
+from sidecar.deployment.states import AssignmentState
 from sidecar.errors import EsError, status_exception, validation_failed
 from sidecar.models.catalog import model_or_404
 from sidecar.models.tasks import apply_update
@@ -145,7 +146,7 @@ async def _not_served(ctx: Context, model_id: str, legacy: bool) -> NoReturn:
             400, f"Only [pytorch] models are supported by _infer, provided model [{model_id}] has type [{config.get('model_type')}]"
         )
     deployment = await asyncio.to_thread(ctx.store.get_deployment, model_id)
-    if deployment is not None and deployment.get("state") == "stopping":
+    if deployment is not None and deployment.get("state") == AssignmentState.STOPPING:
         raise status_exception(409, f"Trained model [{model_id}] is [stopping]")
     if deployment is not None:
         raise status_exception(409, f"Trained model deployment [{model_id}] is not allocated to any nodes")

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from sidecar.api.endpoint import Context
 from sidecar.api.wire import BUILD_HASH, EsRequest
+from sidecar.deployment.states import RoutingState
 
 _LUCENE = "10.3.1"  # the Lucene release Elasticsearch 9.2 ships with
 
@@ -41,7 +42,7 @@ async def status(ctx: Context, request: EsRequest) -> Any:
     for model_id in sorted(ctx.deployments.local):
         stats = ctx.deployments.local_stats(model_id)
         deployments[model_id] = {
-            "routing_state": "started",
+            "routing_state": RoutingState.STARTED,
             "inference_threads": stats["inference_threads"],
             "model_threads": stats["model_threads"],
             "batching": "batched" if stats["batching"] else "row_by_row",
