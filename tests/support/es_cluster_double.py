@@ -98,7 +98,7 @@ Handler = Callable[[ClusterState, _Call], Awaitable[tuple[int, Any]]]
 class EsClusterDouble(LoopbackServer):
     """The double on a free loopback port, served from a background thread while the `with` block runs.
 
-    `version` picks the release; a test that changes `state.version` later changes the answers but not the routes.
+    `version` picks the release, for the double's whole life (its routes and its sender are made for it).
     """
 
     def __init__(self, **state: Any) -> None:

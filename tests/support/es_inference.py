@@ -8,13 +8,16 @@ services, the requests each service makes, how it reads the answers, and how a c
   raw, `${input}` the first input alone for completion); `hugging_face` sends `{"inputs": [...]}` with
   `Authorization: Bearer <api_key>` (HuggingFaceInferenceRequest); `openai` `{"input": [...], "model": ...}`.
 - Answers: custom's json_parser paths (MapPathExtractor), hugging_face's dense and sparse shapes, openai's `data`.
-- Sending (`Sender`): per endpoint at most `requests_per_minute / 60` calls a second with no burst
-  (RequestExecutorService's RateLimiter, accumulated tokens limit 1; from 8.15); at most `queue_capacity` waiting requests per
+- Sending (`Sender`): per endpoint at most `requests_per_minute / 60` calls a second with no burst (from 8.15:
+  RequestExecutorService's RateLimiter, accumulated tokens limit 1); at most `queue_capacity` waiting requests per
   node (xpack.inference.http.request_executor.queue_capacity, 2000), more are rejected; each call retried as its
   service's ResponseHandler says (custom: 429 only, CustomResponseHandler; hugging_face: 429, 502, 503; openai: 429,
   500, 503; a connection failure always), with RetryableAction's jittered delay (a random wait up to a bound that
-  starts at `initial_delay` and doubles up to `max_delay_bound`) until `timeout`, and from 8.15 after at most 3
-  retries (RetryingHttpSender). The failure's message is BaseResponseHandler's.
+  starts at `initial_delay` and doubles up to `max_delay_bound`) until `timeout`, and from 8.15 after 3 attempts in
+  all (RetryingHttpSender: MAX_RETIES counts every try, the first included). The failure's message is BaseResponseHandler's.
+- `batch_size` bounds the inputs of one call only in chunked inference (`semantic_text`, EmbeddingRequestChunker),
+  which the double does not run: the ingest `inference` processor sends a document's inputs in one call whatever
+  the endpoint's batch_size.
 """
 
 from __future__ import annotations
@@ -263,8 +266,9 @@ class Sender:
                 False,
                 429,
             )
-        started, bound, retries = time.monotonic(), self.retry.initial_delay, 0
+        started, bound, attempts = time.monotonic(), self.retry.initial_delay, 0
         while True:
+            attempts += 1
             self._waiting += 1
             try:
                 await self._paced(endpoint)
@@ -274,11 +278,11 @@ class Sender:
                 return await self._once(endpoint, inputs, input_type)
             except ServiceFailure as failure:
                 out_of_time = time.monotonic() - started >= self.retry.timeout
-                out_of_tries = self.release.max_retries is not None and retries >= self.release.max_retries
+                out_of_tries = self.release.max_attempts is not None and attempts >= self.release.max_attempts
                 if not failure.retryable or out_of_time or out_of_tries:
                     raise
             await asyncio.sleep(random.uniform(0, bound))
-            bound, retries = min(bound * 2, self.retry.max_delay_bound), retries + 1
+            bound = min(bound * 2, self.retry.max_delay_bound)
 
     def close_threadsafe(self) -> None:
         """Close the connection pool on the loop that made it (the double's server thread)."""

@@ -85,7 +85,8 @@ class Release:
         return self.since(8, 16)
 
     @property
-    def max_retries(self) -> int | None:
-        """RetryingHttpSender: from 8.15 at most 3 retries within RetrySettings' timeout; before, RetryableAction
-        retries as long as the timeout (30 s) allows."""
+    def max_attempts(self) -> int | None:
+        """RetryingHttpSender: from 8.15 at most 3 tries in all within RetrySettings' timeout (`MAX_RETIES = 3`,
+        checked against a count each try increments, the first included); before, RetryableAction retries as long
+        as the timeout (30 s) allows."""
         return 3 if self.since(8, 15) else None
