@@ -1,4 +1,4 @@
-"""What every store backend keeps: models, definition parts, vocabularies, deployments, routing, nodes."""
+"""What every store backend keeps: models and their aliases, definitions, vocabularies, deployments, routing, nodes."""
 
 from __future__ import annotations
 
@@ -18,6 +18,10 @@ class ModelMissing(Exception):
 
 class ModelDeployed(Exception):
     """A model's deletion lost to a deployment of it: stop the deployment first."""
+
+
+class AliasChanged(Exception):
+    """An alias write lost to another: the alias no longer names the model the writer saw."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,28 @@ class Store(abc.ABC):
 
         ModelDeployed, deleting nothing, while a deployment of the model is stored. Serialised with
         `create_deployment`, so that whichever of two racing nodes comes second loses: a deployment never
-        outlives its model.
+        outlives its model. The model's aliases go with it, serialised with `put_model_alias` the same way.
         """
+
+    @abc.abstractmethod
+    def get_model_alias(self, alias: str) -> str | None:
+        """The id of the model `alias` names, read as of the last acknowledged write (any node's)."""
+
+    @abc.abstractmethod
+    def model_aliases(self) -> dict[str, str]:
+        """Every alias and the model id it names, sorted by alias."""
+
+    @abc.abstractmethod
+    def put_model_alias(self, alias: str, model_id: str, expected: str | None) -> None:
+        """Point `alias` at `model_id` if it still names `expected` (None: no model), a compare-and-set.
+
+        AliasChanged, writing nothing, if it names another model by now; ModelMissing, writing nothing, if the
+        model is not stored or `delete_model` removes it meanwhile: an alias never names a deleted model.
+        """
+
+    @abc.abstractmethod
+    def delete_model_alias(self, alias: str, model_id: str) -> str | None:
+        """Remove `alias` if it names `model_id`; returns the model it named (None: there was no such alias)."""
 
     @abc.abstractmethod
     def put_definition_part(self, model_id: str, info: PartInfo, data: bytes) -> None:

@@ -3,7 +3,8 @@
 Used the way Kibana uses Elasticsearch: one hidden index per kind of record (`<prefix>-models`, ...) with a strict
 mapping; creates use `op_type=create`, so a duplicate loses with a 409; updates are read-modify-write guarded by
 `if_seq_no`/`if_primary_term`, retried when another writer got there first. A model's document is the lock that
-serialises its deletion with its deployment (see `delete_model` and `create_deployment`). Reads by id are realtime GETs, which see
+serialises its deletion with its deployment and its aliases (see `delete_model`, `create_deployment` and
+`put_model_alias`). Reads by id are realtime GETs, which see
 every acknowledged write; a search sees only refreshed segments, so a search that must see a write of a moment ago
 refreshes its index first, and the nodes' loops read what the indices' own refresh (every second) shows. Every request
 names `compatible-with=8` (see `sidecar.elastic.client`), and each index has an index template, so that an index
@@ -32,7 +33,7 @@ from elasticsearch import (
 from sidecar.elastic.client import compatible_headers
 from sidecar.errors import EsError, illegal_argument, status_exception
 from sidecar.ids import new_id
-from sidecar.store.base import AlreadyExists, ModelDeployed, ModelMissing, PartInfo, Store
+from sidecar.store.base import AlreadyExists, AliasChanged, ModelDeployed, ModelMissing, PartInfo, Store
 
 Doc = dict[str, Any]
 _KEYWORD = {"type": "keyword"}
@@ -45,6 +46,7 @@ def _strict(**fields: Doc) -> Doc:
 
 _MAPPINGS = {
     "models": _strict(model_id=_KEYWORD, config=_OPAQUE),
+    "aliases": _strict(alias=_KEYWORD, model_id=_KEYWORD),  # one document per alias, its id the alias
     "definitions": _strict(
         model_id=_KEYWORD,
         part={"type": "integer"},
@@ -159,7 +161,8 @@ class ElasticsearchStore(Store):
         The config is deleted under `if_seq_no` of a read made before looking for a deployment: a
         `create_deployment` that wrote its deployment after that look re-indexes the config, so this delete
         fails its check and looks again. A crash after the config's delete leaves chunks no config points at:
-        nothing reads them, and `create_model` of the same id sweeps them.
+        nothing reads them, and `create_model` of the same id sweeps them. The model's aliases are swept after
+        the config: a `put_model_alias` confirmed before the delete is swept, one confirmed after it fails.
         """
         for attempt in range(_CONFLICT_RETRIES):
             found = self._get("models", model_id)
@@ -168,6 +171,7 @@ class ElasticsearchStore(Store):
             if self._get("deployments", model_id) is not None:
                 raise ModelDeployed(model_id)
             if self._delete("models", model_id, found):
+                self._delete_by_query("aliases", {"term": {"model_id": model_id}})
                 self._delete_model_data(model_id)
                 return True
             time.sleep(random.uniform(0, _BACKOFF_S * attempt))
@@ -176,6 +180,74 @@ class ElasticsearchStore(Store):
     def _delete_model_data(self, model_id: str) -> None:
         self._delete("vocabularies", model_id)
         self._delete_by_query("definitions", {"term": {"model_id": model_id}})
+
+    def get_model_alias(self, alias: str) -> str | None:
+        doc = self._source("aliases", alias)
+        return doc["model_id"] if doc else None
+
+    def model_aliases(self) -> dict[str, str]:
+        """A refreshed search: an alias PUT a moment ago, on any node, is listed."""
+        return {doc["alias"]: doc["model_id"] for doc in self._search("aliases", _ALL, "alias")}
+
+    def put_model_alias(self, alias: str, model_id: str, expected: str | None) -> None:
+        """Written under the compare (`op_type=create` for a new alias, else `if_seq_no` of the read that saw
+        `expected`), then confirmed as `create_deployment` confirms: the model's config re-indexed unchanged under
+        `if_seq_no`. A model deleted before the confirmation fails it, and what the alias named before comes back."""
+        if self._get("models", model_id) is None:
+            raise ModelMissing(model_id)
+        found = self._get("aliases", alias)
+        if (found["_source"]["model_id"] if found else None) != expected:
+            raise AliasChanged(alias)
+        doc = {"alias": alias, "model_id": model_id}
+        if found is None:
+            try:
+                self._create("aliases", alias, doc)
+            except AlreadyExists:
+                raise AliasChanged(alias) from None
+        elif not self._write("aliases", alias, doc, found):
+            raise AliasChanged(alias)
+        if not self._modify("models", model_id, lambda config: config):
+            self._withdraw_alias(alias, model_id, found)
+            raise ModelMissing(model_id)
+
+    def _withdraw_alias(self, alias: str, written: str, previous: Doc | None) -> None:
+        """Undo a `put_model_alias` whose model went (the deletion's sweep may take the alias at any moment): put
+        back what the alias named before, unless another writer has moved it since or that model went too."""
+        for attempt in range(_CONFLICT_RETRIES):
+            current = self._get("aliases", alias)
+            if current is not None and current["_source"]["model_id"] != written:
+                return
+            if previous is None:
+                if current is None or self._delete("aliases", alias, current):
+                    return
+            elif self._put_back(alias, previous["_source"], current):
+                named = previous["_source"]["model_id"]
+                if not self._modify("models", named, lambda config: config):
+                    self.delete_model_alias(alias, named)
+                return
+            time.sleep(random.uniform(0, _BACKOFF_S * attempt))
+        raise _kept_changing(alias, self._name("aliases"))
+
+    def _put_back(self, alias: str, doc: Doc, current: Doc | None) -> bool:
+        if current is not None:
+            return self._write("aliases", alias, doc, current)
+        try:
+            self._create("aliases", alias, doc)
+        except AlreadyExists:
+            return False
+        return True
+
+    def delete_model_alias(self, alias: str, model_id: str) -> str | None:
+        """Deleted under `if_seq_no` of the read that saw it name `model_id`."""
+        for attempt in range(_CONFLICT_RETRIES):
+            found = self._get("aliases", alias)
+            if found is None:
+                return None
+            named: str = found["_source"]["model_id"]
+            if named != model_id or self._delete("aliases", alias, found):
+                return named
+            time.sleep(random.uniform(0, _BACKOFF_S * attempt))
+        raise _kept_changing(alias, self._name("aliases"))
 
     def put_definition_part(self, model_id: str, info: PartInfo, data: bytes) -> None:
         doc = {

@@ -17,11 +17,12 @@ import orjson
 
 from sidecar.errors import EsError, disk_full, status_exception
 from sidecar.ids import new_id
-from sidecar.store.base import AlreadyExists, ModelDeployed, ModelMissing, PartInfo, Store
+from sidecar.store.base import AlreadyExists, AliasChanged, ModelDeployed, ModelMissing, PartInfo, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS models (model_id TEXT PRIMARY KEY, config BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS model_aliases (alias TEXT PRIMARY KEY, model_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS definition_parts (
     model_id TEXT NOT NULL, part INTEGER NOT NULL, total_parts INTEGER NOT NULL,
     total_definition_length INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (model_id, part));
@@ -170,14 +171,40 @@ class SqliteStore(Store):
         return [orjson.loads(r[0]) for r in rows]
 
     def delete_model(self, model_id: str) -> bool:
-        """The deployment check and the delete are one transaction: no `create_deployment` falls in between."""
+        """The deployment check and the delete are one transaction: no `create_deployment` or `put_model_alias`
+        falls in between."""
         with self._write(freeing=True) as db:
             if db.execute("SELECT 1 FROM deployments WHERE model_id = ?", (model_id,)).fetchone():
                 raise ModelDeployed(model_id)
             deleted = db.execute("DELETE FROM models WHERE model_id = ?", (model_id,)).rowcount
+            db.execute("DELETE FROM model_aliases WHERE model_id = ?", (model_id,))
             db.execute("DELETE FROM definition_parts WHERE model_id = ?", (model_id,))
             db.execute("DELETE FROM vocabularies WHERE model_id = ?", (model_id,))
         return deleted > 0
+
+    def get_model_alias(self, alias: str) -> str | None:
+        row = self._read_one("SELECT model_id FROM model_aliases WHERE alias = ?", (alias,))
+        return row[0] if row else None
+
+    def model_aliases(self) -> dict[str, str]:
+        return dict(self._db().execute("SELECT alias, model_id FROM model_aliases ORDER BY alias").fetchall())
+
+    def put_model_alias(self, alias: str, model_id: str, expected: str | None) -> None:
+        """The model check, the compare and the write are one transaction."""
+        with self._write() as db:
+            if not db.execute("SELECT 1 FROM models WHERE model_id = ?", (model_id,)).fetchone():
+                raise ModelMissing(model_id)
+            row = db.execute("SELECT model_id FROM model_aliases WHERE alias = ?", (alias,)).fetchone()
+            if (row[0] if row else None) != expected:
+                raise AliasChanged(alias)
+            db.execute("INSERT OR REPLACE INTO model_aliases VALUES (?, ?)", (alias, model_id))
+
+    def delete_model_alias(self, alias: str, model_id: str) -> str | None:
+        with self._write(freeing=True) as db:
+            row = db.execute("SELECT model_id FROM model_aliases WHERE alias = ?", (alias,)).fetchone()
+            if row is not None and row[0] == model_id:
+                db.execute("DELETE FROM model_aliases WHERE alias = ?", (alias,))
+        return row[0] if row else None
 
     def put_definition_part(self, model_id: str, info: PartInfo, data: bytes) -> None:
         self._insert(

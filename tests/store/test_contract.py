@@ -2,7 +2,7 @@
 
 import pytest
 
-from sidecar.store.base import AlreadyExists, ModelDeployed, ModelMissing, PartInfo
+from sidecar.store.base import AlreadyExists, AliasChanged, ModelDeployed, ModelMissing, PartInfo
 from tests.support.concurrency import together
 
 RACE_ROUNDS = 40
@@ -117,6 +117,84 @@ def test_deploying_and_deleting_from_two_nodes_at_once_never_leave_a_deployment_
             deleter.delete_deployment("a")
             assert deleter.delete_model("a") is True
     assert deleter.list_deployments() == [] and deleter.list_models() == []
+
+
+def test_aliases_are_set_by_compare_and_set(store):
+    store.create_model(config("a"))
+    store.create_model(config("b"))
+    store.put_model_alias("z-alias", "a", None)
+    store.put_model_alias("m-alias", "a", None)
+    assert store.model_aliases() == {"m-alias": "a", "z-alias": "a"}
+    with pytest.raises(AliasChanged):
+        store.put_model_alias("z-alias", "b", None)  # it names a by now
+    with pytest.raises(AliasChanged):
+        store.put_model_alias("new-alias", "b", "a")  # it names nothing
+    store.put_model_alias("z-alias", "b", "a")
+    assert store.get_model_alias("z-alias") == "b" and store.get_model_alias("missing") is None
+    with pytest.raises(ModelMissing):
+        store.put_model_alias("m-alias", "gone", "a")
+    assert store.model_aliases() == {"m-alias": "a", "z-alias": "b"}
+
+
+def test_an_alias_is_deleted_only_from_the_model_it_names(store):
+    store.create_model(config("a"))
+    store.put_model_alias("x", "a", None)
+    assert store.delete_model_alias("x", "b") == "a"
+    assert store.get_model_alias("x") == "a"
+    assert store.delete_model_alias("x", "a") == "a"
+    assert store.get_model_alias("x") is None
+    assert store.delete_model_alias("x", "a") is None
+
+
+def test_deleting_a_model_takes_its_aliases(store):
+    store.create_model(config("a"))
+    store.create_model(config("b"))
+    store.put_model_alias("x", "a", None)
+    store.put_model_alias("y", "b", None)
+    assert store.delete_model("a") is True
+    assert store.model_aliases() == {"y": "b"} and store.get_model_alias("x") is None
+
+
+def test_aliasing_and_deleting_from_two_nodes_at_once_never_leave_an_alias_without_its_model(make_store):
+    aliaser, deleter = make_store(), make_store()
+    for _ in range(RACE_ROUNDS):
+        aliaser.create_model(config("a"))
+        aliased, deleted = together(
+            lambda: won(lambda: aliaser.put_model_alias("x", "a", None), ModelMissing),
+            lambda: deleter.delete_model("a"),
+        )
+        assert deleted and deleter.get_model("a") is None
+        assert deleter.get_model_alias("x") is None, f"an alias names a deleted model (aliased first: {aliased})"
+
+
+def test_a_reassign_to_a_model_being_deleted_keeps_or_drops_the_alias_never_half(make_store):
+    aliaser, deleter = make_store(), make_store()
+    aliaser.create_model(config("old"))
+    aliaser.put_model_alias("x", "old", None)
+    for _ in range(RACE_ROUNDS):
+        aliaser.create_model(config("new"))
+        moved, _ = together(
+            lambda: won(lambda: aliaser.put_model_alias("x", "new", "old"), ModelMissing),
+            lambda: deleter.delete_model("new"),
+        )
+        # moved first: it went with the deleted model; refused: it names what it named before
+        assert deleter.get_model_alias("x") == (None if moved else "old")
+        if moved:
+            aliaser.put_model_alias("x", "old", None)
+
+
+def test_two_reassigns_at_once_one_wins(make_store):
+    first, second = make_store(), make_store()
+    for model_id in ("a", "b", "c"):
+        first.create_model(config(model_id))
+    for _ in range(RACE_ROUNDS // 4):
+        first.put_model_alias("x", "a", first.get_model_alias("x"))
+        to_b, to_c = together(
+            lambda: won(lambda: first.put_model_alias("x", "b", "a"), AliasChanged),
+            lambda: won(lambda: second.put_model_alias("x", "c", "a"), AliasChanged),
+        )
+        assert to_b != to_c, "exactly one of them wins"
+        assert second.get_model_alias("x") == ("b" if to_b else "c")
 
 
 def test_route_for_a_removed_deployment_is_ignored(store):

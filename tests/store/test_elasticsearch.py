@@ -20,6 +20,7 @@ def use_every_index(store):
     assert store.cluster_uuid
     store.create_model({"model_id": "m"})
     store.create_deployment({"model_id": "m"})
+    store.put_model_alias("m-alias", "m", None)
     store.heartbeat({"id": "n1"})
 
 
