@@ -177,13 +177,14 @@ def _log_capability(url: str | None, info: ClusterInfo) -> None:
 
 
 def with_reason(rendered: dict[str, Any], reason: str | None) -> dict[str, Any]:
-    """The `_start` body with an allocation-level `reason`, after `allocation_state` as TrainedModelAllocation
-    writes it; unchanged without one."""
+    """The `_start` body (`allocation` or, from 8.x's TrainedModelAssignment, `assignment`) with a `reason` after
+    its state, as both write it; unchanged without one."""
     if reason is None:
         return rendered
-    allocation: dict[str, Any] = {}
-    for key, value in rendered["allocation"].items():
-        allocation[key] = value
-        if key == "allocation_state":
-            allocation["reason"] = reason
-    return {"allocation": allocation}
+    [(name, body)] = rendered.items()
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        out[key] = value
+        if key in ("allocation_state", "assignment_state"):
+            out["reason"] = reason
+    return {name: out}

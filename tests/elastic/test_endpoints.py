@@ -120,3 +120,16 @@ def test_the_reason_sits_after_allocation_state():
         "reason",
         "start_time",
     ]
+
+
+def test_the_reason_sits_after_assignment_state_from_8x():
+    rendered = {
+        "assignment": {"task_parameters": {}, "routing_table": {}, "assignment_state": "started", "start_time": "t"}
+    }
+    assert list(with_reason(rendered, "why")["assignment"]) == [
+        "task_parameters",
+        "routing_table",
+        "assignment_state",
+        "reason",
+        "start_time",
+    ]
