@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.api.endpoint import Context, credentials, endpoint
-from sidecar.api.routes import callback, deployment, health, infer, models, root
+from sidecar.api.routes import aliases, callback, deployment, health, infer, models, root
 from sidecar.api.wire import PRODUCT_HEADER, error_response
 from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import load_node
@@ -60,6 +60,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(_MODEL, ("DELETE",), models.delete_model, privileges.DELETE_MODEL),
     RouteSpec(f"{_MODEL}/definition/{{part}}", ("PUT",), models.put_definition_part, privileges.PUT_PART),
     RouteSpec(f"{_MODEL}/vocabulary", ("PUT",), models.put_vocabulary, privileges.PUT_VOCABULARY),
+    RouteSpec(f"{_MODEL}/model_aliases/{{model_alias}}", ("PUT",), aliases.put, privileges.PUT_MODEL_ALIAS),
+    RouteSpec(f"{_MODEL}/model_aliases/{{model_alias}}", ("DELETE",), aliases.delete, privileges.DELETE_MODEL_ALIAS),
     RouteSpec(f"{_MODEL}/deployment/_start", ("POST",), deployment.start, privileges.START),
     RouteSpec(f"{_MODEL}/deployment/_stop", ("POST",), deployment.stop, privileges.STOP),
     RouteSpec(f"{_MODEL}/deployment/_infer", ("POST",), infer.infer_deployment, privileges.INFER_DEPLOYMENT),

@@ -1,9 +1,9 @@
 """The Elasticsearch action behind each REST route, as the cluster authorizes it.
 
 Action names are Elasticsearch's transport actions (`InferModelAction.EXTERNAL_NAME`,
-`StartTrainedModelDeploymentAction.NAME`, ...). `manage_ml` grants start, stop, put and delete (`manage_inference`
-grants start and stop too, `monitor_inference` the deployment's `_infer`); `monitor_ml` grants get, stats and
-`_infer` (`_infer` runs `cluster:monitor/xpack/ml/inference/infer`, inside `monitor_ml`'s
+`StartTrainedModelDeploymentAction.NAME`, ...). `manage_ml` grants start, stop, put and delete, model aliases
+included (`manage_inference` grants start and stop too, `monitor_inference` the deployment's `_infer`); `monitor_ml`
+grants get, stats and `_infer` (`_infer` runs `cluster:monitor/xpack/ml/inference/infer`, inside `monitor_ml`'s
 `cluster:monitor/xpack/ml/*`). How the guard asks about them: see `sidecar.elastic.guard`.
 `granted_by` is the list a refusal names (`ClusterPrivilegeResolver.findPrivilegesThatGrant` order, Elasticsearch 9).
 """
@@ -35,5 +35,7 @@ PUT_MODEL = Action("cluster:admin/xpack/ml/inference/put", _MANAGE_ML)
 PUT_PART = Action("cluster:admin/xpack/ml/trained_models/part/put", _MANAGE_ML)
 PUT_VOCABULARY = Action("cluster:admin/xpack/ml/trained_models/vocabulary/put", _MANAGE_ML)
 DELETE_MODEL = Action("cluster:admin/xpack/ml/inference/delete", _MANAGE_ML)
+PUT_MODEL_ALIAS = Action("cluster:admin/xpack/ml/inference/model_aliases/put", _MANAGE_ML)
+DELETE_MODEL_ALIAS = Action("cluster:admin/xpack/ml/inference/model_aliases/delete", _MANAGE_ML)
 START = Action("cluster:admin/xpack/ml/trained_models/deployment/start", _DEPLOYMENT)
 STOP = Action("cluster:admin/xpack/ml/trained_models/deployment/stop", _DEPLOYMENT)

@@ -204,3 +204,22 @@ def test_a_peer_forwarding_an_infer_passes_with_the_shared_secret(node):
         },
     )
     assert error_of(lambda: infer("Bearer wrong"))[0] == 401
+
+
+def test_model_aliases_need_manage_ml(node, secured):
+    viewer = client(node, secured.add_user("alia", "pw", ["monitor_ml"], roles=["ml_viewer"]))
+    for call, action in [
+        (lambda: viewer.ml.put_trained_model_alias(model_id="absent", model_alias="nick"), "put"),
+        (lambda: viewer.ml.delete_trained_model_alias(model_id="absent", model_alias="nick"), "delete"),
+    ]:
+        status, error = error_of(call)
+        assert (status, error["reason"]) == (
+            403,
+            f"action [cluster:admin/xpack/ml/inference/model_aliases/{action}] is unauthorized for user [alia] with "
+            "effective roles [ml_viewer], this action is granted by the cluster privileges [manage_ml,manage,all]",
+        )
+    manager = client(node, secured.add_user("manny", "pw", ["manage_ml"]))
+    status, error = error_of(lambda: manager.ml.put_trained_model_alias(model_id="absent", model_alias="nick"))
+    assert (status, error["reason"]) == (404, "Could not find trained model [absent]")  # past the guard
+    status, error = error_of(lambda: manager.ml.delete_trained_model_alias(model_id="absent", model_alias="nick"))
+    assert (status, error["reason"]) == (404, "model_alias [nick] could not be found")
