@@ -44,6 +44,8 @@ _INPUT_PARSER = "trained_model_config_input"
 _INPUT_FIELD_NAMES = "field_names"
 _READ_ONLY = ("version", "created_by", "create_time", "license_level", "location", "model_package")
 DEFINITION_FIELDS = ("definition", "compressed_definition")  # stored, shown only by GET's include=definition
+# TrainedModelType.PYTORCH's default input: a model PUT without `input` reads its text from a document's "input" field
+_DEFAULT_INPUT_FIELD = "input"
 DEFER_DECOMPRESSION = "defer_definition_decompression"
 # TrainedModelType.typeFromTrainedModel: the model type each kind of `trained_model` in a definition has
 _DEFINITION_TYPES = {"tree": "tree_ensemble", "ensemble": "tree_ensemble", "lang_ident_neural_network": "lang_ident"}
@@ -220,7 +222,7 @@ def _creation_errors(model_id: str, body: dict[str, Any]) -> list[str]:
         )
     elif model_id in tags:
         errors.append("none of the tags must equal the model_id")
-    if not body.get("input", {"field_names": ["text_field"]})["field_names"]:
+    if not body.get("input", {"field_names": [_DEFAULT_INPUT_FIELD]})["field_names"]:
         errors.append("[input.field_names] must not be empty")
     errors += [f"illegal to set [{key}] at inference model creation" for key in _READ_ONLY if key in body]
     return errors
@@ -261,7 +263,7 @@ def _stored(model_id: str, model_type: str, inference_config: dict[str, Any], bo
     config["tags"] = body.get("tags") or []
     if body.get("metadata") is not None:
         config["metadata"] = body["metadata"]
-    config["input"] = body.get("input") or {"field_names": ["text_field"]}
+    config["input"] = body.get("input") or {"field_names": [_DEFAULT_INPUT_FIELD]}
     if body.get("default_field_map"):
         config["default_field_map"] = body["default_field_map"]
     config["inference_config"] = inference_config

@@ -376,3 +376,11 @@ def test_byte_level_bpe_is_unknown_to_the_default_9_2(es):
     assert error_of(lambda: put_config(es, "store-bpe", config)) == (
         400, "illegal_argument_exception", "unknown tokenization type [byte_level_bpe]",
     )  # fmt: skip
+
+
+def test_a_pytorch_model_without_input_reads_the_input_field(es):
+    """TrainedModelType.PYTORCH's default input, which Elasticsearch's own YAML tests infer through."""
+    config = {key: value for key, value in NER_CONFIG.items() if key != "input"}
+    assert put_config(es, "store-default-input", config)["input"] == {"field_names": ["input"]}
+    [stored] = es.ml.get_trained_models(model_id="store-default-input")["trained_model_configs"]
+    assert stored["input"] == {"field_names": ["input"]}

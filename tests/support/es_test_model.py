@@ -5,6 +5,8 @@ a traced module whose forward returns `torch.ones((input_ids.size()[0], 2))`; de
 tokenization, `_infer` on "my words" answers `{"predicted_value": [[1.0, 1.0]]}` in `PyTorchModelIT.testEvaluate`.
 """
 
+from elasticsearch import Elasticsearch
+
 SUPER_SIMPLE_BASE64 = (
     "UEsDBAAACAgAAAAAAAAAAAAAAAAAAAAAAAAUAA4Ac2ltcGxlbW9kZWwvZGF0YS5wa2xGQgoAWlpaWlpaWlpaWoACY19fdG9yY2hf"
     "XwpTdXBlclNpbXBsZQpxACmBfShYCAAAAHRyYWluaW5ncQGIdWJxAi5QSwcIXOpBBDQAAAA0AAAAUEsDBBQACAgIAAAAAAAAAAAA"
@@ -30,3 +32,37 @@ SUPER_SIMPLE_BASE64 = (
     "AAAAAACSBAAAAAAAAFBLBgcAAAAA/AUAAAAAAAABAAAAUEsFBgAAAAAFAAUAagEAAJIEAAAAAA=="
 )
 SUPER_SIMPLE_LENGTH = 1630  # `total_definition_length` in the YAML
+
+# The YAML's setup for `test_model` and `another_test_model`, and Elasticsearch's test cleanup between cases
+PASS_THROUGH_BERT = {"pass_through": {"tokenization": {"bert": {"with_special_tokens": False}}}}
+VOCABULARY = ["[PAD]", "[UNK]", "these", "are", "my", "words"]
+
+
+def put_test_model(es: Elasticsearch, model_id: str) -> None:
+    """PUT the config, the vocabulary and the one definition part, as the YAML's setup does."""
+    es.ml.put_trained_model(
+        model_id=model_id,
+        description="simple model for testing",
+        model_type="pytorch",
+        inference_config=PASS_THROUGH_BERT,
+    )
+    es.ml.put_trained_model_vocabulary(model_id=model_id, vocabulary=VOCABULARY)
+    es.ml.put_trained_model_definition_part(
+        model_id=model_id,
+        part=0,
+        definition=SUPER_SIMPLE_BASE64,
+        total_definition_length=SUPER_SIMPLE_LENGTH,
+        total_parts=1,
+    )
+
+
+def clean_ml(es: Elasticsearch) -> None:
+    """What Elasticsearch's REST test cleanup does after each case: stop every deployment, delete every model (and so
+    every alias); the built-in `lang_ident_model_1` stays."""
+    for stats in es.ml.get_trained_models_stats(model_id="_all", size=10_000)["trained_model_stats"]:
+        if "deployment_stats" in stats:
+            deployment_id = stats["deployment_stats"].get("deployment_id", stats["model_id"])
+            es.options(ignore_status=404).ml.stop_trained_model_deployment(model_id=deployment_id, force=True)
+    for config in es.ml.get_trained_models(model_id="_all", size=10_000)["trained_model_configs"]:
+        if config["model_id"] != "lang_ident_model_1":
+            es.ml.delete_trained_model(model_id=config["model_id"], force=True)
