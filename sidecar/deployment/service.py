@@ -122,7 +122,9 @@ class DeploymentService:
 
     async def stats(self, request: StatsRequest) -> tuple[int, list[ModelStats]]:
         """How many models match, and the requested page of them with their deployments."""
-        models = match_models(await asyncio.to_thread(all_models, self.store), request.expression, request.allow_no_match)
+        aliases = await asyncio.to_thread(self.store.model_aliases)
+        everything = await asyncio.to_thread(all_models, self.store)
+        models = match_models(everything, request.expression, request.allow_no_match, aliases)
         page = models[request.start : request.start + request.size]
         return len(models), [await self._model_stats(config) for config in page]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+from collections.abc import Mapping
 from typing import Any
 
 from sidecar.errors import model_not_found
@@ -16,14 +17,18 @@ def all_models(store: Store) -> list[dict[str, Any]]:
     return sorted([*store.list_models(), BUILTIN_LANG_IDENT], key=lambda m: m["model_id"])
 
 
-def match_models(models: list[dict[str, Any]], expression: str, allow_no_match: bool) -> list[dict[str, Any]]:
-    """Resolve `id`, `a,b`, `m*`, `_all` or `*` the way Elasticsearch's id expander does."""
+def match_models(
+    models: list[dict[str, Any]], expression: str, allow_no_match: bool, aliases: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Resolve `id`, `a,b`, `m*`, `_all` or `*` the way Elasticsearch's id expander does: a pattern matching a
+    model alias (alias -> model id) matches the model it names."""
     patterns = [p.strip() for p in expression.split(",") if p.strip()]
     if not patterns or patterns in (["_all"], ["*"]):
         return models
     matched: list[dict[str, Any]] = []
     for pattern in patterns:
-        hits = [m for m in models if fnmatch.fnmatchcase(m["model_id"], pattern)]
+        named = {model_id for alias, model_id in (aliases or {}).items() if fnmatch.fnmatchcase(alias, pattern)}
+        hits = [m for m in models if fnmatch.fnmatchcase(m["model_id"], pattern) or m["model_id"] in named]
         if not hits and ("*" not in pattern or not allow_no_match):
             raise model_not_found(pattern)
         matched += [m for m in hits if m not in matched]

@@ -164,6 +164,31 @@ def test_pipeline_references_hold_off_stop_and_delete_unless_forced(cluster, nod
     assert model_id not in cluster_status(es)["endpoints"]
 
 
+def test_a_pipeline_using_an_alias_holds_off_deleting_the_alias_and_its_model(cluster, node, es):
+    tree = {"feature_names": ["f"], "tree_structure": [{"node_index": 0, "leaf_value": 1}], "target_type": "regression"}
+    definition = {"preprocessors": [], "trained_model": {"tree": tree}}
+    es.ml.put_trained_model(
+        model_id="reg-aliased", input={"field_names": ["f"]}, inference_config={"regression": {}}, definition=definition
+    )
+    es.ml.put_trained_model_alias(model_id="reg-aliased", model_alias="reg-nickname")
+    processor = {"inference": {"model_id": "reg-nickname", "target_field": "out"}}
+    cluster.put_pipeline("reg-uses-alias", {"processors": [processor]})
+    try:
+        delete_alias = lambda: es.ml.delete_trained_model_alias(model_id="reg-aliased", model_alias="reg-nickname")  # noqa: E731
+        assert error_of(delete_alias) == (
+            409, "status_exception", "Cannot delete model_alias [reg-nickname] as it is still referenced by ingest processors",
+        )  # fmt: skip
+        assert error_of(lambda: es.ml.delete_trained_model(model_id="reg-aliased")) == (
+            409, "status_exception",
+            "Cannot delete model [reg-aliased] as it has a model_alias [reg-nickname] that is still referenced by ingest "
+            "processors; use force to delete the model",
+        )  # fmt: skip
+        assert es.ml.delete_trained_model(model_id="reg-aliased", force=True).body == {"acknowledged": True}
+    finally:
+        cluster.delete_pipeline("reg-uses-alias")
+    assert error_of(lambda: es.ml.get_trained_models(model_id="reg-nickname"))[0] == 404  # went with its model
+
+
 def test_a_semantic_text_mapping_holds_off_delete_with_the_clusters_409(cluster, node, es, traced_dense):
     """The cluster refuses to delete an endpoint a `semantic_text` field uses (8.16+): the model stays."""
     model_id = uploaded(node.url, traced_dense, "reg-semantic")

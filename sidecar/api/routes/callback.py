@@ -36,6 +36,7 @@ from sidecar.api.routes.infer import run_inference
 from sidecar.api.wire import EsRequest, raw_json
 from sidecar.elastic.secret import bearer_matches
 from sidecar.errors import EsError, illegal_argument, status_exception
+from sidecar.models.aliases import resolve_model_id
 from sidecar.models.catalog import model_or_404
 from sidecar.timevalue import TimeValue
 
@@ -135,7 +136,9 @@ async def check_secret(ctx: Context, http: Request) -> None:
 async def _config(ctx: Context, model_id: str) -> dict[str, Any]:
     """The deployed config when the model runs here (no store read on the hot path), else the stored one."""
     local = ctx.deployments.local.get(model_id)
-    return local.config if local is not None else await model_or_404(ctx.store, model_id)
+    if local is not None:
+        return local.config
+    return await model_or_404(ctx.store, await resolve_model_id(ctx.store, model_id))
 
 
 async def _infer(

@@ -15,6 +15,7 @@ from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, WAIT_HE
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.deployment.states import AssignmentState
 from sidecar.errors import EsError, status_exception, validation_failed
+from sidecar.models.aliases import resolve_model_id
 from sidecar.models.catalog import model_or_404
 from sidecar.models.tasks import apply_update
 from sidecar.settings import Settings
@@ -95,6 +96,8 @@ async def run_inference(
     if forwarded:
         input_type = http.headers.get(INPUT_TYPE_HEADER)
         wait = WAIT_HEADER in http.headers
+    if not forwarded and model_id not in ctx.deployments.local:  # a forwarded id is resolved already
+        model_id = await resolve_model_id(ctx.store, model_id)
     deployment = ctx.deployments.local.get(model_id)
     if deployment is None:
         if forwarded:

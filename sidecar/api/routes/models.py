@@ -12,6 +12,7 @@ from sidecar.api.wire import EsRequest, byte_size
 from sidecar.errors import EsError, model_not_found, status_exception, validation_failed
 from sidecar.logs import event
 from sidecar.models import fields
+from sidecar.models.aliases import aliases_of, check_model_id_is_not_an_alias, with_aliases
 from sidecar.models.catalog import all_models, match_models, model_or_404
 from sidecar.models.config import BUILTIN_LANG_IDENT, DEFER_DECOMPRESSION, DEFINITION_FIELDS, build_config
 from sidecar.models.definition import check_whole, parse_part, part_exists
@@ -34,6 +35,7 @@ async def put_model(ctx: Context, request: EsRequest) -> Any:
     request.params.bool("wait_for_completion")
     request.params.finish()
     config = build_config(model_id, request.object(required=True), defer_decompression, ctx.settings.claims)
+    await asyncio.to_thread(check_model_id_is_not_an_alias, ctx.store, model_id)
     try:
         await asyncio.to_thread(ctx.store.create_model, config)
     except AlreadyExists:
@@ -111,11 +113,12 @@ async def get_models(ctx: Context, request: EsRequest) -> Any:
     unknown = [i for i in includes if i not in _INCLUDES]
     if unknown:
         raise status_exception(400, f"unknown [include] parameters [{', '.join(unknown)}]. Valid options are [{', '.join(_INCLUDES)}]")
-    models = match_models(await asyncio.to_thread(all_models, ctx.store), expression, allow_no_match)
+    aliases = await asyncio.to_thread(ctx.store.model_aliases)
+    models = match_models(await asyncio.to_thread(all_models, ctx.store), expression, allow_no_match, aliases)
     models = [m for m in models if all(t in m.get("tags", []) for t in tags)]
     if "definition_status" in includes:
         await _add_definition_status(ctx, models)
-    page = models[start : start + (size if size is not None else 100)]
+    page = with_aliases(models[start : start + (size if size is not None else 100)], aliases)
     definition = "definition" in includes
     return {"count": len(models), "trained_model_configs": [_render(m, exclude_generated, human, definition) for m in page]}
 
@@ -134,6 +137,12 @@ async def delete_model(ctx: Context, request: EsRequest) -> Any:
         await ctx.cluster.refuse_if_referenced(
             model_id, f"Cannot delete model [{model_id}] as it is still referenced by ingest processors; use force to delete the model"
         )
+        for alias in await asyncio.to_thread(aliases_of, ctx.store, model_id):  # its aliases go with it
+            await ctx.cluster.refuse_if_referenced(
+                alias,
+                f"Cannot delete model [{model_id}] as it has a model_alias [{alias}] that is still referenced by "
+                "ingest processors; use force to delete the model",
+            )
     if ctx.cluster is not None and (force or await asyncio.to_thread(ctx.store.get_deployment, model_id) is None):
         await ctx.cluster.model_deleting(model_id, force)  # its endpoint goes first: the cluster may refuse (409)
     if not await _delete_after_its_deployment(ctx, model_id, force):
