@@ -1,9 +1,9 @@
 """This node's side of every deployment: the store says what is deployed, this node makes it so locally.
 
-`_start` on any node writes a deployment to the store; every node reconciles it into a local worker pool and
-writes its own routing entry (`starting` -> `started` | `failed`). `_stop` marks it stopping; nodes stop their
-pools and remove their entries, failed ones too. The same loop brings deployments back after a restart, and
-removes a deployment whose model is gone.
+`_start` on any node writes a deployment to the store; every node plans where its allocations go (the planner), runs
+its own share in a local worker pool and writes its own routing entry (`starting` -> `started` | `failed`). `_stop`
+marks it stopping; nodes stop their pools and remove their entries, failed ones too. The same loop brings
+deployments back after a restart, and removes a deployment whose model is gone.
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sidecar.cluster.node import Node
+from sidecar.deployment.planner import plan_allocations
 from sidecar.deployment.states import RoutingState
-from sidecar.deployment.threads import plan
+from sidecar.deployment.threads import ThreadPlan, allocation_plan, plan
 from sidecar.errors import EsError, status_exception
 from sidecar.logs import event
 from sidecar.models.definition import write_definition
@@ -39,6 +41,8 @@ class LocalDeployment:
     inference_threads: int
     model_threads: int
     start_time: int  # epoch millis
+    allocations: int  # this node's share of the plan that the pool was started for
+    reason: str  # what its routing entry says: why threads were lowered, if they were
 
 
 class Deployments:
@@ -49,6 +53,9 @@ class Deployments:
         self.local: dict[str, LocalDeployment] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._failed: set[tuple[str, int]] = set()  # (model_id, deployment start_time) that failed here
+        # this node's share of each deployment it runs, starts or failed to start, published with its heartbeat:
+        # what the others plan from (Elasticsearch's routing entries keep a failed node's allocations too)
+        self.allocations: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._closing = False
         # as of the last reconcile, for routing infers without a store read per request:
@@ -97,6 +104,7 @@ class Deployments:
             "ephemeral_id": self.node.ephemeral_id,
             "url": self.node.url,
             "cores": len(self.node.cores),
+            "allocations": dict(self.allocations),
             "deployments": {model_id: self.local_stats(model_id) for model_id in self.local},
         }
         await asyncio.to_thread(self.store.heartbeat, doc)
@@ -110,16 +118,47 @@ class Deployments:
             await asyncio.to_thread(self.store.delete_deployment, model_id)
             del stored[model_id]
             self.serving.pop(model_id, None)
+        shares = self.plan(stored.values(), self.live)
         for model_id, deployment in stored.items():
             if model_id in self._starting:
                 continue  # when it is up, it wakes the loop, which looks again
-            if deployment.get("state") == STOPPING:
+            share = shares.get(model_id, {}).get(self.node.id, 0)
+            if deployment.get("state") == STOPPING or share == 0:
                 if model_id in self.local or self.node.id in deployment["routes"]:
                     await self._stop_local(model_id)  # a pool, or the entry of a start that failed here
-            elif model_id not in self.local and (model_id, deployment["start_time"]) not in self._failed:
-                self._starting[model_id] = asyncio.create_task(self._start_local(deployment))
+            elif (model_id, deployment["start_time"]) in self._failed:
+                continue
+            elif model_id not in self.local or self.local[model_id].allocations != share:
+                if model_id not in self.local:  # written before `_start` looks, as Elasticsearch's master writes it
+                    await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTING, "")
+                self.allocations[model_id] = share
+                self._starting[model_id] = asyncio.create_task(self._start_local(deployment, share))
+            elif self.node.id not in deployment["routes"]:  # removed by a node that thought this one dead
+                await asyncio.to_thread(
+                    self.store.put_route, model_id, self.node.id, STARTED, self.local[model_id].reason
+                )
         for model_id in [m for m in self.local if m not in stored]:
             await self._stop_local(model_id)
+
+    def plan(self, deployments: Iterable[dict[str, Any]], live: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+        """Allocations per deployment per live node, which every node computes alike from the store's view.
+
+        No node owns the plan: each reads the same deployments, live nodes and published shares, so each computes
+        the same plan and runs only its own share. Views differ only while a write (a heartbeat, a node's removal)
+        is reaching the others, at most a heartbeat interval: then a node may run an allocation too many or too few
+        until the next pass, never more threads than its cores, and the plan, fed back as what runs, is its own
+        next plan, so the nodes settle on it. This node's own share is read from memory, the freshest there is.
+        """
+        if all(node["id"] != self.node.id for node in live):  # a store that does not show this node yet
+            live = [*live, {"id": self.node.id, "cores": len(self.node.cores)}]
+        current: dict[str, dict[str, int]] = {}
+        for node in live:
+            published = self.allocations if node["id"] == self.node.id else node.get("allocations", {})
+            for deployment_id, count in published.items():
+                current.setdefault(deployment_id, {})[node["id"]] = count
+        wanted = [_Wanted.of(d) for d in deployments if d.get("state") != STOPPING]
+        nodes = [_PlanNode(node["id"], node["cores"]) for node in live]
+        return plan_allocations(wanted, nodes, current, legacy=not self.settings.claims("8.3.0"))
 
     def _orphans(self, deployments: dict[str, dict[str, Any]]) -> list[str]:
         """Deployments whose model is gone (runs in a thread).
@@ -129,7 +168,6 @@ class Deployments:
         serialised.
         """
         return [model_id for model_id in deployments if self.store.get_model(model_id) is None]
-
 
     async def close(self) -> None:
         """Stop taking work, finish what is queued, end every worker, then leave the cluster."""
@@ -177,13 +215,41 @@ class Deployments:
         await self.reconcile()
 
     async def allocation(self, model_id: str) -> dict[str, Any] | None:
-        """The deployment as stored, with the routing entries of live nodes."""
+        """The deployment as stored, with the routing entries of live nodes and what the plan gives each node.
+
+        `allocations` (node id -> what the plan gives it), `running` (node id -> what it runs, as its last
+        heartbeat said) and `target_allocations` are what `allocation_status` and `wait_for` count: from 8.3
+        allocations against `number_of_allocations`; before, as the seed counts them, nodes against live nodes (an
+        8.0 allocation is the model on a node).
+        """
         deployment = await asyncio.to_thread(self.store.get_deployment, model_id)
         if deployment is None:
             return None
-        live = {n["id"] for n in await asyncio.to_thread(self.live_nodes)}
+        live_nodes = await asyncio.to_thread(self.live_nodes)
+        live = {n["id"] for n in live_nodes}
         routes = await asyncio.to_thread(self.store.routes, model_id)
-        return {**deployment, "routes": {n: r for n, r in routes.items() if n in live}, "live_nodes": len(live)}
+        if self.settings.claims("8.3.0"):
+            stored = await asyncio.to_thread(self.store.list_deployments)
+            allocations = self.plan(stored, live_nodes).get(model_id, {})
+            running = {n["id"]: self._running(n, model_id) for n in live_nodes}
+            target = _Wanted.of(deployment).number_of_allocations
+        else:
+            allocations = running = dict.fromkeys(live, 1)
+            target = len(live)
+        return {
+            **deployment,
+            "routes": {n: r for n, r in routes.items() if n in live},
+            "live_nodes": len(live),
+            "allocations": allocations,
+            "running": running,
+            "target_allocations": target,
+        }
+
+    def _running(self, node: dict[str, Any], model_id: str) -> int:
+        """The workers a node runs for a deployment: this node's now, another's as of its last heartbeat."""
+        if node["id"] == self.node.id:
+            return self.local[model_id].model_threads if model_id in self.local else 0
+        return node.get("deployments", {}).get(model_id, {}).get("model_threads", 0)
 
     async def stop(self, model_id: str, timeout_s: float = 30.0) -> None:
         """Mark the deployment stopping, wait (bounded) until no live node runs it, then remove it and its routes.
@@ -201,25 +267,30 @@ class Deployments:
         await asyncio.to_thread(self.store.delete_deployment, model_id)
 
     # local pools --------------------------------------------------------------------------------
-    async def _start_local(self, deployment: dict[str, Any]) -> None:
+    async def _start_local(self, deployment: dict[str, Any], share: int) -> None:
+        """Start a pool for this node's share; one running for another share is replaced once the new one is up."""
         model_id = deployment["model_id"]
-        params = deployment["task_parameters"]
-        threads = plan(params["inference_threads"], params["model_threads"], list(self.node.cores))
+        threads = self._threads(deployment, share)
         try:
-            await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTING, "")
             config, specs = await asyncio.to_thread(
                 self._worker_specs, model_id, threads.inference_threads, threads.worker_cores
             )
-            pool = WorkerPool(specs, params["queue_capacity"], self.settings.max_batch_docs)
+            pool = WorkerPool(specs, deployment["task_parameters"]["queue_capacity"], self.settings.max_batch_docs)
             await pool.start()
         except Exception as exc:  # a start that fails says why in its routing entry, never in a lost task
-            await self._failed_here(deployment, exc)
+            if model_id in self.local:
+                self._resize_failed(deployment, exc)
+            else:
+                await self._failed_here(deployment, exc)
             return
         finally:
             self._starting.pop(model_id, None)
+        replaced = self.local.get(model_id)
         self.local[model_id] = LocalDeployment(
-            pool, config, threads.inference_threads, threads.model_threads, _now_ms()
+            pool, config, threads.inference_threads, threads.model_threads, _now_ms(), share, threads.reason
         )
+        if replaced is not None:
+            await replaced.pool.stop(drain=True)
         log.info(
             "deployment [%s] started on this node: model_threads [%d], inference_threads [%d]%s",
             model_id,
@@ -230,6 +301,23 @@ class Deployments:
         )
         await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTED, threads.reason)
         self.wake()  # the deployment may have been stopped while it started
+
+    def _threads(self, deployment: dict[str, Any], share: int) -> ThreadPlan:
+        """Before 8.3 the seed's rule lowers what was asked to fit the cores; from 8.3 the plan already fitted it."""
+        params = deployment["task_parameters"]
+        if self.settings.claims("8.3.0"):
+            return allocation_plan(_Wanted.of(deployment).threads_per_allocation, share, list(self.node.cores))
+        return plan(params["inference_threads"], params["model_threads"], list(self.node.cores))
+
+    def _resize_failed(self, deployment: dict[str, Any], exc: Exception) -> None:
+        """The running pool keeps serving its share, which is again what this node publishes; no retry."""
+        model_id = deployment["model_id"]
+        log.error(
+            "deployment [%s] could not change its allocations on this node: %s: %s", model_id, type(exc).__name__, exc,
+            extra=event("deployment-failed", "failure"),
+        )  # fmt: skip
+        self._failed.add((model_id, deployment["start_time"]))
+        self.allocations[model_id] = self.local[model_id].allocations
 
     async def _failed_here(self, deployment: dict[str, Any], exc: Exception) -> None:
         """Mark this node's entry `failed` with the reason, leaving no assembled definition behind."""
@@ -250,6 +338,7 @@ class Deployments:
         return self.settings.data_dir / "definitions" / f"{model_id}.pt"
 
     async def _stop_local(self, model_id: str, drain: bool = False) -> None:
+        self.allocations.pop(model_id, None)
         local = self.local.pop(model_id, None)
         if local is not None:
             await local.pool.stop(drain=drain)
@@ -307,6 +396,32 @@ class Deployments:
     def live_nodes(self) -> list[dict[str, Any]]:
         horizon = time.time() - self.settings.heartbeat_timeout_s
         return [n for n in self.store.nodes() if n["last_seen"] >= horizon]
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What the planner reads of a stored deployment."""
+
+    deployment_id: str
+    number_of_allocations: int
+    threads_per_allocation: int
+    priority: str
+
+    @classmethod
+    def of(cls, deployment: dict[str, Any]) -> _Wanted:
+        params = deployment["task_parameters"]
+        return cls(
+            deployment["model_id"],
+            params.get("number_of_allocations", params.get("model_threads", 1)),
+            params.get("threads_per_allocation", params.get("inference_threads", 1)),
+            params.get("priority", "normal"),
+        )
+
+
+@dataclass(frozen=True)
+class _PlanNode:
+    id: str
+    cores: int
 
 
 def _now_ms() -> int:

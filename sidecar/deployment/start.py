@@ -118,9 +118,10 @@ def new_deployment(model_id: str, model_bytes: int, start: StartParams) -> dict[
 
 
 def allocation_status(allocation: dict[str, Any]) -> dict[str, Any]:
-    """Started nodes against live nodes (the model goes on every ML node)."""
-    started = sum(r["routing_state"] == "started" for r in allocation["routes"].values())
-    target = allocation["live_nodes"]
+    """The allocations started nodes run against the target (before 8.3: started nodes against live nodes)."""
+    started_nodes = {node for node, route in allocation["routes"].items() if route["routing_state"] == "started"}
+    started = sum(count for node, count in allocation["running"].items() if node in started_nodes)
+    target = allocation["target_allocations"]
     state = "starting" if started == 0 else "started" if started < target else "fully_allocated"
     return {"allocation_count": started, "target_allocation_count": target, "state": state}
 
@@ -152,8 +153,8 @@ def reached(allocation: dict[str, Any], wait_for: str) -> bool:
     status = allocation_status(allocation)["state"]
     if WAIT_FOR_ORDER.index(status) >= WAIT_FOR_ORDER.index(wait_for):
         return True
-    routes = allocation["routes"].values()
-    return len(allocation["routes"]) >= allocation["live_nodes"] and all(r["routing_state"] != "starting" for r in routes)
+    routes, planned = allocation["routes"], allocation["allocations"]
+    return all(node in routes and routes[node]["routing_state"] != "starting" for node in planned)
 
 
 def failure(model_id: str, allocation: dict[str, Any]) -> EsError | None:

@@ -1,4 +1,4 @@
-"""The seed's thread rule, applied literally, and how workers are laid over the usable cores."""
+"""The seed's thread rule, applied literally, the 8.3+ rule, and how workers are laid over the usable cores."""
 
 from __future__ import annotations
 
@@ -46,3 +46,9 @@ def plan(inference_threads: int, model_threads: int, cores: list[int]) -> Thread
             "workers share cores round robin"
         )
     return ThreadPlan(inference, model, layout, "; ".join(reasons))
+
+
+def allocation_plan(threads_per_allocation: int, allocations: int, cores: list[int]) -> ThreadPlan:
+    """From 8.3 on the planner has already fitted the allocations into this node's cores: nothing is lowered."""
+    layout = tuple(cores_for(i, threads_per_allocation, cores) for i in range(allocations))
+    return ThreadPlan(threads_per_allocation, allocations, layout, "")

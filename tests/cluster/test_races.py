@@ -25,7 +25,7 @@ LOAD_TIMEOUT = "90s"  # a busy machine can take many seconds to load even a tiny
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("races")
-    shared = ["--store", f"sqlite:{root / 'shared.db'}"]
+    shared = ["--store", f"sqlite:{root / 'shared.db'}", "--es-version", "8.0.0"]  # the model on every node
     nodes = [
         NodeProcess(root / "n1", *shared, name="n1").start(),
         NodeProcess(root / "n2", *shared, name="n2").start(),
