@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.elastic.pipelines import body
 from tests.elastic.conftest import SOME_RELEASES
-from tests.support.deploy import infer, start, uploaded
+from tests.support.deploy import infer, started, uploaded
 
 OVERLOAD_DOCS, BULK_DOCS, CONNECTIONS = 3000, 500, 2
 
@@ -33,7 +33,7 @@ def node(cluster, tmp_path_factory):
 def model(cluster, node, traced_dense):
     """A deployment with one worker and a short queue, so a large bulk overloads it; and its pipeline."""
     model_id = uploaded(node.url, traced_dense, "ingest-dense")
-    assert "reason" not in start(node.client(), model_id, number_of_allocations=1, queue_capacity=8)["allocation"]
+    assert "reason" not in started(node.client(), model_id, number_of_allocations=1, queue_capacity=8)
     cluster.put_pipeline("ingest-embed", body("text_embedding", model_id=model_id, field="body"))
     yield model_id
     cluster.delete_pipeline("ingest-embed")

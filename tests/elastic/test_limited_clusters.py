@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.support.deploy import infer, start, uploaded
+from tests.support.deploy import infer, started, uploaded
 
 NO_CUSTOM = (
     "Elasticsearch [9.0.7] has no [custom] inference service (8.19.x, or 9.1 and later): "
@@ -47,7 +47,7 @@ def cluster_status(es):
 
 def test_embeddings_get_a_hugging_face_endpoint_that_validates(old, node, es, traced_dense):
     model_id = uploaded(node.url, traced_dense, "old-dense")
-    assert "reason" not in start(es, model_id)["allocation"]
+    assert "reason" not in started(es, model_id)
     endpoint = old.state.endpoints[model_id]
     assert (endpoint["service"], endpoint["task_type"]) == ("hugging_face", "text_embedding")
     assert endpoint["service_settings"]["url"] == f"{node.url}/_sidecar/hf/{model_id}"
@@ -59,9 +59,10 @@ def test_embeddings_get_a_hugging_face_endpoint_that_validates(old, node, es, tr
 
 def test_other_tasks_start_and_say_why_ingest_cannot_reach_them(old, node, es, traced_ner):
     model_id = uploaded(node.url, traced_ner, "old-ner")
-    allocation = start(es, model_id)["allocation"]
-    assert list(allocation)[2:4] == ["allocation_state", "reason"]
-    assert (allocation["allocation_state"], allocation["reason"]) == ("started", NO_CUSTOM)
+    allocation = started(es, model_id)
+    state = list(allocation)[2]  # allocation_state (8.0-8.2) or assignment_state
+    assert state.endswith("_state") and list(allocation)[3] == "reason"
+    assert (allocation[state], allocation["reason"]) == ("started", NO_CUSTOM)
     assert cluster_status(es)["endpoints"][model_id] == {
         "inference_id": model_id,
         "service": "hugging_face",
@@ -80,7 +81,9 @@ def test_a_basic_license_takes_no_endpoints(old, node, es, traced_dense):
         time.sleep(0.2)
     status = cluster_status(es)
     assert (status["state"], status["inference_service"], status["reason"]) == ("connected", None, BASIC)
+    for earlier in ("old-dense", "old-ner"):  # their allocations hold the cores a new one needs
+        es.ml.stop_trained_model_deployment(model_id=earlier, force=True)
     model_id = uploaded(node.url, traced_dense, "basic-dense")
-    assert start(es, model_id)["allocation"]["reason"] == BASIC
+    assert started(es, model_id)["reason"] == BASIC
     assert not old.calls("PUT", f"/_inference/text_embedding/{model_id}")
     assert f"ingest pipelines cannot reach models on this node: {BASIC}; the direct APIs keep working" in node.log()

@@ -13,7 +13,7 @@ import pytest
 from elasticsearch import ApiError
 
 from tests.elastic.conftest import SOME_RELEASES
-from tests.support.deploy import start, uploaded
+from tests.support.deploy import start, started, uploaded
 
 REFERENCED_STOP = (
     "Cannot stop deployment for model [{m}] as it is referenced by ingest processors; use force to stop the deployment"
@@ -68,7 +68,7 @@ def route(service):
 
 def test_start_registers_an_endpoint_the_cluster_validated(cluster, node, es, service, traced_dense):
     model_id = uploaded(node.url, traced_dense, "reg-dense")
-    assert "reason" not in start(es, model_id)["allocation"]
+    assert "reason" not in started(es, model_id)
     endpoint = cluster.endpoint(model_id)
     assert (endpoint["service"], endpoint["task_type"]) == (service, "text_embedding")
     settings = endpoint["service_settings"]
@@ -98,7 +98,7 @@ def test_the_secret_is_kept_in_the_data_dir_and_sent_as_a_secret(double, node, s
 
 def test_other_tasks_get_a_completion_endpoint_where_custom_exists(cluster, node, es, service, traced_ner):
     model_id = uploaded(node.url, traced_ner, "reg-ner")
-    allocation = start(es, model_id)["allocation"]
+    allocation = started(es, model_id)
     if service == "custom":
         assert "reason" not in allocation
         assert cluster.endpoint(model_id)["task_type"] == "completion"
@@ -132,7 +132,7 @@ def test_a_zero_shot_model_without_labels_gets_no_endpoint(cluster, node, es, tr
     """The cluster validates the endpoint by calling it with `["how big"]`; without labels the node refuses that
     call, so the PUT fails and `_start` says why: no endpoint exists for a pipeline to reach."""
     model_id = uploaded(node.url, traced_zero_shot, "reg-zero-shot")
-    reason = start(es, model_id)["allocation"]["reason"]
+    reason = started(es, model_id)["reason"]
     assert reason.startswith(
         f"the cluster refused inference endpoint [{model_id}]: Could not complete inference endpoint creation as "
         "validation call to service threw an exception."
@@ -191,12 +191,12 @@ def test_a_pipeline_using_an_alias_holds_off_deleting_the_alias_and_its_model(cl
 
 def test_a_semantic_text_mapping_holds_off_delete_with_the_clusters_409(cluster, node, es, traced_dense):
     """The cluster refuses to delete an endpoint a `semantic_text` field uses (8.16+): the model stays."""
+    if cluster.double is not None and not cluster.double.release.since(8, 15):
+        pytest.skip("semantic_text exists from 8.15")
     model_id = uploaded(node.url, traced_dense, "reg-semantic")
     start(es, model_id)
     index = "reg-semantic-docs"
     mappings = {"properties": {"body": {"type": "semantic_text", "inference_id": model_id}}}
-    if cluster.double is not None and not cluster.double.release.since(8, 15):
-        pytest.skip("semantic_text exists from 8.15")
     cluster.client.indices.create(index=index, mappings=mappings)
     try:
         delete = lambda: es.ml.delete_trained_model(model_id=model_id, force=False)  # noqa: E731
@@ -238,8 +238,9 @@ def test_an_endpoint_someone_else_made_is_left_alone(cluster, node, es, service,
         body={"service": service, "service_settings": settings},
         headers={"content-type": "application/json"},
     )
+    es.ml.stop_trained_model_deployment(model_id=target)  # validated; its allocation's core goes to the next one
     try:
-        reason = start(es, model_id)["allocation"]["reason"]
+        reason = started(es, model_id)["reason"]
         assert reason.startswith(f"an inference endpoint [{model_id}] that no sidecar node made exists")
         assert cluster.endpoint(model_id)["service_settings"]["url"] == other
         assert es.ml.delete_trained_model(model_id=model_id, force=True).body == {"acknowledged": True}

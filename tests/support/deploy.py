@@ -26,6 +26,12 @@ def start(es: Elasticsearch, model_id: str, **params: Any) -> dict[str, Any]:
     return es.perform_request("POST", f"/_ml/trained_models/{model_id}/deployment/_start", params=query).body
 
 
+def started(es: Elasticsearch, model_id: str, **params: Any) -> dict[str, Any]:
+    """`start`'s answer without its wrapper: `allocation` (8.0-8.2) or `assignment` (8.3 and later)."""
+    [body] = start(es, model_id, **params).values()
+    return body
+
+
 def infer(es: Elasticsearch, model_id: str, texts: list[str], **body: Any) -> list[dict[str, Any]]:
     docs = [{"text_field": text} for text in texts]
     response = es.perform_request(
