@@ -35,6 +35,9 @@ class Settings:
     # model safety
     trusted_models: frozenset[str] = frozenset()
     max_graph_nodes: int = DEFAULT_MAX_NODES
+    # precision: auto (each worker probes), fp32 or bf16; a deployment's `precision` on _start wins
+    precision: str = "auto"
+    cpu_flags: frozenset[str] | None = None  # what the workers are told the CPU offers (default: /proc/cpuinfo's)
     # cluster
     heartbeat_interval_s: float = 1.0
     heartbeat_timeout_s: float = 10.0

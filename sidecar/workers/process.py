@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from functools import partial
 from typing import Any, BinaryIO
 
 from sidecar.errors import EsError
@@ -40,7 +41,8 @@ def worker_main(conn: socket.socket, spec: WorkerSpec) -> None:
         status = exc.status if isinstance(exc, EsError) else 500
         send(conn, (FAILED, status, str(exc) or type(exc).__name__))
         return
-    send(conn, (READY, {"batching": runner.batching, "confinement": confinement}))
+    ready = {"batching": runner.batching, "confinement": confinement, "precision": runner.precision}
+    send(conn, (READY, ready))
     while True:
         try:
             message = receive(conn)
@@ -55,7 +57,9 @@ def worker_main(conn: socket.socket, spec: WorkerSpec) -> None:
 
 
 class _Runner:
-    """Tokenize, run the model in length-sorted sub-batches, post-process into Elasticsearch JSON."""
+    """Tokenize, run the model in length-sorted sub-batches, post-process into Elasticsearch JSON.
+
+    The model runs through an engine: the fp32 graph, or the bf16 form the precision probe chose."""
 
     def __init__(self, spec: WorkerSpec, definition: BinaryIO) -> None:
         import torch
@@ -63,29 +67,42 @@ class _Runner:
         from sidecar.models.safety import load_checked
         from sidecar.models.tasks import TASKS
         from sidecar.models.tokenization import build_tokenizer
+        from sidecar.workers.precision import choose
 
         torch.set_num_threads(spec.threads)
         torch.set_num_interop_threads(1)
         self._torch = torch
-        self._model = load_checked(definition, spec.max_graph_nodes, trusted=spec.trusted)
+        model = load_checked(definition, spec.max_graph_nodes, trusted=spec.trusted)
         self._tokenizer = build_tokenizer(spec.task_config["tokenization"], spec.vocabulary)
-        self._task = TASKS[spec.task](spec.task_config, self._tokenizer)
+        self.task = TASKS[spec.task](spec.task_config, self._tokenizer)
         self._max_tokens = spec.max_batch_tokens
-        self.batching = self._probe_batching()
+        self.batching = self._probe_batching(model)
+        # the second copy is read from the very file the first was checked from (see load_checked)
+        reload = partial(load_checked, definition, trusted=True)
+        self._engine, choice = choose(self, model, reload, spec.precision, spec.cpu_flags)
+        self.precision = choice.describe()
 
     def infer(self, docs: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+        """Each document's answer as JSON bytes, or its error as (status, type, reason)."""
         import orjson
 
+        return [
+            orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY) if isinstance(answer, dict) else answer
+            for answer in self.results(docs, self._engine)
+        ]
+
+    def results(self, docs: list[tuple[str, dict[str, Any]]], engine: Any) -> list[Any]:
+        """Each document's answer through `engine`: a result object, or its error as (status, type, reason)."""
         results: list[Any] = [None] * len(docs)
         prepared: dict[int, Any] = {}
         for i, (text, options) in enumerate(docs):
             try:
-                prepared[i] = self._task.preprocess(text, options)
+                prepared[i] = self.task.preprocess(text, options)
             except EsError as exc:
                 results[i] = exc.to_wire()
         rows = [(i, r, window) for i, p in prepared.items() for r, window in enumerate(p.rows)]
         try:
-            outputs = self._forward([window for _, _, window in rows])
+            outputs = self.forward([window for _, _, window in rows], engine)
         except Exception as exc:  # the model itself failed: the batch's documents get Elasticsearch's 500
             error = (500, "status_exception", f"Error in inference process: [{exc}]")
             return [error if i in prepared else result for i, result in enumerate(results)]
@@ -94,13 +111,12 @@ class _Runner:
             per_doc[i][r] = output
         for i, p in prepared.items():
             try:
-                result = self._task.postprocess(p, self._stack(per_doc[i]), docs[i][1])
-                results[i] = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+                results[i] = self.task.postprocess(p, self._stack(per_doc[i]), docs[i][1])
             except EsError as exc:
                 results[i] = exc.to_wire()
         return results
 
-    def _forward(self, windows: list[Any]) -> list[Any]:
+    def forward(self, windows: list[Any], engine: Any) -> list[Any]:
         """Run rows shortest-first in sub-batches whose padded size fits the token budget."""
         order = sorted(range(len(windows)), key=lambda k: len(windows[k].ids))
         outputs: list[Any] = [None] * len(windows)
@@ -111,21 +127,21 @@ class _Runner:
                 while end < len(order) and (end + 1 - start) * len(windows[order[end]].ids) <= self._max_tokens:
                     end += 1
             chunk = order[start:end]
-            for k, row in zip(chunk, self._run([windows[k] for k in chunk]), strict=True):
+            for k, row in zip(chunk, self._run([windows[k] for k in chunk], engine), strict=True):
                 outputs[k] = _unpad(row, len(windows[k].ids))
             start = end
         return outputs
 
-    def _run(self, windows: list[Any]) -> Any:
+    def _run(self, windows: list[Any], engine: Any) -> Any:
         torch = self._torch
         inputs = [torch.from_numpy(a) for a in self._tokenizer.model_inputs(windows)]
         with torch.inference_mode():
-            output = self._model(*inputs)
+            output = engine(*inputs)
         if isinstance(output, (tuple, list)):
             output = output[0]
         if output.dim() == 0:
             output = output.reshape(1, 1)
-        return self._task.split_rows(output.float().numpy())
+        return self.task.split_rows(output.float().numpy())
 
     def _stack(self, rows: list[Any]) -> Any:
         """A document's rows as one array; per-token rows of windows differ in length, so zero-pad them."""
@@ -134,14 +150,14 @@ class _Runner:
         longest = max(len(row) for row in rows)
         return np.stack([np.pad(row, [(0, longest - len(row))] + [(0, 0)] * (row.ndim - 1)) for row in rows])
 
-    def _probe_batching(self) -> bool:
+    def _probe_batching(self, model: Any) -> bool:
         """Traced graphs may bake in batch size 1 or ignore padding: compare a padded pair with single rows once."""
         import numpy as np
 
         rows = [self._tokenizer.tokenize(text, "first", -1)[0] for text in ("hello", "hello world, a longer text")]
         try:
-            together = self._run(rows)
-            alone = [self._run([row])[0] for row in rows]
+            together = self._run(rows, model)
+            alone = [self._run([row], model)[0] for row in rows]
         except Exception:
             return False
         return len(together) == 2 and all(

@@ -46,6 +46,7 @@ async def status(ctx: Context, request: EsRequest) -> Any:
             "inference_threads": stats["inference_threads"],
             "model_threads": stats["model_threads"],
             "batching": "batched" if stats["batching"] else "row_by_row",
+            "precision": stats["precision"],
             "number_of_pending_requests": stats["number_of_pending_requests"],
             "queue_capacity": stats["queue_capacity"],
             # callbacks that waited past queue_capacity instead of a 429, and the 429s and timeouts there were

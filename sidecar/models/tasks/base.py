@@ -67,6 +67,20 @@ class Task:
     def postprocess(self, prepared: Prepared, output: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def probe_docs(self, texts: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Documents for the precision probe: `texts` with the options of a request that asks for a full answer."""
+        options = self.apply_update(self.config, self.probe_update(texts))
+        return [(text, options) for text in texts]
+
+    def probe_update(self, texts: list[str]) -> dict[str, Any]:
+        """The infer-time `inference_config` update the probe's requests carry."""
+        return {}
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        """Why `candidate` (a reduced-precision answer) is not the same answer as `reference` (fp32's), or None.
+        A task without a criterion never accepts reduced precision."""
+        return f"[{self.name}] has no parity criterion"
+
     def split_rows(self, output: np.ndarray) -> list[np.ndarray]:
         """One array per input row of a batch's output: the graph's first axis, unless the
         task's graph lays its output out otherwise."""
@@ -181,3 +195,25 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     scores = logits.astype(np.float64)
     exps = np.exp(scores - scores.max(axis=-1, keepdims=True))
     return exps / exps.sum(axis=-1, keepdims=True)
+
+
+def value(answer: dict[str, Any]) -> Any:
+    """An answer's result value: its first field, whatever `results_field` names it."""
+    return next(iter(answer.values()))
+
+
+def cosine(a: Any, b: Any) -> float:
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norms) if norms else float(np.array_equal(a, b))
+
+
+def same_classes(reference: dict[str, Any], candidate: dict[str, Any], tolerance: float = 1e-3) -> str | None:
+    """Classification parity: the same top label, every probability within `tolerance`."""
+    if value(reference) != value(candidate):
+        return f"top label [{value(candidate)}] instead of [{value(reference)}]"
+    pairs = [(reference["prediction_probability"], candidate["prediction_probability"])]
+    expected = {c["class_name"]: c["class_probability"] for c in reference.get("top_classes", [])}
+    pairs += [(expected.get(c["class_name"], 0.0), c["class_probability"]) for c in candidate.get("top_classes", [])]
+    worst = max(abs(a - b) for a, b in pairs)
+    return None if worst <= tolerance else f"a probability differs by {worst:.2g} (> {tolerance:g})"

@@ -17,6 +17,7 @@ from sidecar.models.tasks.base import (
     top_entry,
     typed,
     typed_int,
+    value,
     with_truncation,
 )
 from sidecar.models.tokenization.base import mask_token
@@ -61,6 +62,19 @@ class FillMaskTask(Task):
         field = options.get("results_field") or "predicted_value"
         body[f"{field}_sequence"] = prepared.text.replace(self.tokenizer.mask_token, words[0])
         return with_truncation(body, prepared)
+
+    def probe_docs(self, texts: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Each text with its middle word masked."""
+        masked = []
+        for text in texts:
+            words = text.split(" ")
+            words[len(words) // 2] = self.tokenizer.mask_token
+            masked.append(" ".join(words))
+        return super().probe_docs(masked)
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        same = value(reference) == value(candidate)
+        return None if same else f"top token [{value(candidate)}] instead of [{value(reference)}]"
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:

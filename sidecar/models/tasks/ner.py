@@ -83,6 +83,14 @@ class NerTask(Task):
         body = result(options, _annotate(prepared.text, groups), entities=entities)
         return with_truncation(body, prepared)
 
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        """The same entities: text, class and position (their probabilities may move)."""
+        expected, found = (
+            [(e["entity"], e["class_name"], e["start_pos"], e["end_pos"]) for e in answer["entities"]]
+            for answer in (reference, candidate)
+        )
+        return None if expected == found else f"entities {found} instead of {expected}"
+
     @classmethod
     def parse(cls, config: dict[str, Any]) -> dict[str, Any]:
         labels = string_list(cls.name, config, "classification_labels")

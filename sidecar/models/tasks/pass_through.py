@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from sidecar.models.tasks.base import Prepared, Task, result, with_truncation
+from sidecar.models.tasks.base import Prepared, Task, cosine, result, value, with_truncation
+from sidecar.models.tasks.text_embedding import MIN_COSINE
 
 
 class PassThroughTask(Task):
@@ -18,3 +19,8 @@ class PassThroughTask(Task):
         per-token output, or every row's vector for a pooled one."""
         value = output if output.ndim == 2 else output[0]
         return with_truncation(result(options, value.tolist()), prepared)
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        """Every output row points the same way (cosine), as for embeddings."""
+        worst = min(cosine(a, b) for a, b in zip(value(reference), value(candidate), strict=True))
+        return None if worst >= MIN_COSINE else f"a row's cosine {worst:.6f} < {MIN_COSINE}"

@@ -17,11 +17,13 @@ from sidecar.models.tasks.base import (
     typed,
     typed_int,
     utf16,
+    value,
     with_truncation,
 )
 from sidecar.models.tokenization.base import Window
 
 DEFAULT_MAX_ANSWER_LENGTH = 15
+PROBE_QUESTION = "Who works where?"
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ class QuestionAnsweringTask(Task):
             body["top_classes"] = answers
         body["prediction_probability"] = best[0].score
         return with_truncation(body, prepared)
+
+    def probe_update(self, texts: list[str]) -> dict[str, Any]:
+        return {"question": PROBE_QUESTION}
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        """The same answer at the same place."""
+        expected, found = ((value(a), a["start_offset"], a["end_offset"]) for a in (reference, candidate))
+        return None if expected == found else f"answer {found} instead of {expected}"
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> dict[str, Any]:

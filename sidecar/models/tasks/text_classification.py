@@ -12,6 +12,7 @@ from sidecar.models.tasks.base import (
     Task,
     ranked,
     result,
+    same_classes,
     softmax,
     string_list,
     top_entry,
@@ -42,6 +43,13 @@ class TextClassificationTask(Task):
             body["top_classes"] = classes
         body["prediction_probability"] = float(probabilities[order[0]])
         return with_truncation(body, prepared)
+
+    def probe_update(self, texts: list[str]) -> dict[str, Any]:
+        """Every class's probability is compared, not only the top one's."""
+        return {"num_top_classes": -1}
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        return same_classes(reference, candidate)
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from sidecar.errors import status_exception
-from sidecar.models.tasks.base import Prepared, Task, check_no_span, result, typed, with_truncation
+from sidecar.models.tasks.base import Prepared, Task, check_no_span, cosine, result, typed, value, with_truncation
+
+MIN_COSINE = 0.9999
 
 
 class TextEmbeddingTask(Task):
@@ -17,6 +19,10 @@ class TextEmbeddingTask(Task):
 
     def postprocess(self, prepared: Prepared, output: np.ndarray, options: dict[str, Any]) -> dict[str, Any]:
         return with_truncation(result(options, output[0].tolist()), prepared)
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        similarity = cosine(value(reference), value(candidate))
+        return None if similarity >= MIN_COSINE else f"cosine {similarity:.6f} < {MIN_COSINE}"
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> dict[str, Any]:

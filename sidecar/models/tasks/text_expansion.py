@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from sidecar.models.tasks.base import Prepared, Task, result, with_truncation
+from sidecar.models.tasks.base import Prepared, Task, result, value, with_truncation
+
+WEIGHT_TOLERANCE = 1e-2
 
 
 class TextExpansionTask(Task):
@@ -24,3 +26,9 @@ class TextExpansionTask(Task):
         kept = sorted(np.flatnonzero(weights > 0), key=lambda i: -weights[i])  # ties stay in vocabulary order
         tokens = {self.tokenizer.token(int(i)).replace(".", "__"): float(str(weights[i])) for i in kept}
         return with_truncation(result(options, tokens), prepared)
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        """Every token's weight within the tolerance (a token missing on one side weighs 0 there)."""
+        expected, found = value(reference), value(candidate)
+        worst = max((abs(expected.get(t, 0.0) - found.get(t, 0.0)) for t in {*expected, *found}), default=0.0)
+        return None if worst <= WEIGHT_TOLERANCE else f"a token's weight differs by {worst:.2g} (> {WEIGHT_TOLERANCE:g})"

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from sidecar.errors import illegal_argument, status_exception
-from sidecar.models.tasks.base import Prepared, Task, required, result, typed, with_truncation
+from sidecar.models.tasks.base import Prepared, Task, required, result, typed, value, with_truncation
+
+SCORE_TOLERANCE = 1e-3  # relative to the score, or absolute below 1
 
 FUNCTIONS = ("max", "mean")
 _ENUM = "org.elasticsearch.xpack.core.ml.inference.trainedmodel.TextSimilarityConfig.SpanScoreFunction"
@@ -33,6 +35,14 @@ class TextSimilarityTask(Task):
         scores = output[:, 0].astype(np.float64)
         score = scores.max() if options["span_score_combination_function"] == "max" else scores.mean()
         return with_truncation(result(options, float(score)), prepared)
+
+    def probe_update(self, texts: list[str]) -> dict[str, Any]:
+        return {"text": texts[0]}
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        difference = abs(value(reference) - value(candidate))
+        allowed = SCORE_TOLERANCE * max(1.0, abs(value(reference)))
+        return None if difference <= allowed else f"the score differs by {difference:.2g} (> {allowed:.2g})"
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> dict[str, Any]:

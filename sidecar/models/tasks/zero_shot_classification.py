@@ -14,6 +14,7 @@ from sidecar.models.tasks.base import (
     check_no_span,
     ranked,
     result,
+    same_classes,
     softmax,
     string_list,
     tokenization_settings,
@@ -25,6 +26,7 @@ from sidecar.models.tokenization.base import NlpTokenizer
 
 DEFAULT_HYPOTHESIS_TEMPLATE = "This example is {}."
 NLI_LABELS = "[contradiction, entailment, neutral]"  # Elasticsearch prints its sorted set
+PROBE_LABELS = ["news", "sport", "music", "business"]  # when the config names none
 
 
 class ZeroShotClassificationTask(Task):
@@ -74,6 +76,12 @@ class ZeroShotClassificationTask(Task):
         body = result(options, labels[order[0]], top_classes=[top_entry(labels[i], float(scores[i])) for i in order])
         body["prediction_probability"] = float(scores[order[0]])
         return with_truncation(body, prepared)
+
+    def probe_update(self, texts: list[str]) -> dict[str, Any]:
+        return {"labels": self.config.get("labels") or PROBE_LABELS}
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> str | None:
+        return same_classes(reference, candidate)
 
     @classmethod
     def parse(cls, config: dict[str, Any]) -> dict[str, Any]:
