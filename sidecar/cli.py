@@ -14,6 +14,7 @@ from sidecar.credentials import add_es_credentials, add_secret_file, read_secret
 from sidecar.logs import FORMATS, LEVELS
 from sidecar.logs import configure as configure_logs
 from sidecar.settings import Settings
+from sidecar.workers.spec import PRECISIONS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,6 +97,14 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-graph-nodes", type=int, default=defaults.max_graph_nodes, help="largest model graph the safety check reads"
     )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default=defaults.precision,
+        help="auto: bf16 where the CPU has it and a probe finds the same answers, faster; fp32 or bf16 to insist",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cpu-flags", type=_flag_list, default=None, metavar="LIST",
+        help="the CPU flags workers go by instead of /proc/cpuinfo's, e.g. avx512_bf16 or '' for none (diagnosis)",
+    )  # fmt: skip
     parser.add_argument("--advertise-url", default=None, help="URL other nodes use to reach this one (default: from host and port)")
     parser.add_argument("--heartbeat-timeout", default="10s", help="a node silent for longer is not live (default: 10s)")
     parser.add_argument(
@@ -136,6 +145,11 @@ def _core_list(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected CPU numbers like 0-3,6, got [{value}]") from None
 
 
+def _flag_list(value: str) -> frozenset[str]:
+    """`amx_bf16,avx512_bf16` -> the set; empty -> none."""
+    return frozenset(flag.strip() for flag in value.split(",") if flag.strip())
+
+
 def _es_version(value: str) -> str:
     if re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z]+)?", value):
         return value
@@ -170,6 +184,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_batch_tokens=args.max_batch_tokens,
         trusted_models=frozenset(args.trust_model),
         max_graph_nodes=args.max_graph_nodes,
+        precision=args.precision,
+        cpu_flags=args.cpu_flags,
         advertise_url=args.advertise_url,
         cores=args.cores,
         heartbeat_timeout_s=parse_time(args.heartbeat_timeout, "heartbeat-timeout").seconds,

@@ -25,6 +25,7 @@ from sidecar.logs import event
 from sidecar.models.definition import write_definition
 from sidecar.settings import Settings
 from sidecar.store.base import Store
+from sidecar.workers.hardware import cpu_flags
 from sidecar.workers.pool import WorkerPool
 from sidecar.workers.spec import WorkerSpec
 
@@ -273,7 +274,8 @@ class Deployments:
         threads = self._threads(deployment, share)
         try:
             config, specs = await asyncio.to_thread(
-                self._worker_specs, model_id, threads.inference_threads, threads.worker_cores
+                self._worker_specs, model_id, threads.inference_threads, threads.worker_cores,
+                deployment["task_parameters"].get("precision") or self.settings.precision,
             )
             pool = WorkerPool(specs, deployment["task_parameters"]["queue_capacity"], self.settings.max_batch_docs)
             await pool.start()
@@ -347,7 +349,7 @@ class Deployments:
         await asyncio.to_thread(self.store.delete_route, model_id, self.node.id)
 
     def _worker_specs(
-        self, model_id: str, threads: int, layout: tuple[tuple[int, ...], ...]
+        self, model_id: str, threads: int, layout: tuple[tuple[int, ...], ...], precision: str
     ) -> tuple[dict[str, Any], list[WorkerSpec]]:
         """Assemble the definition on local disk and describe each worker (runs in a thread: it does I/O)."""
         config = self.store.get_model(model_id)
@@ -368,6 +370,8 @@ class Deployments:
                 max_batch_tokens=self.settings.max_batch_tokens,
                 trusted=model_id in self.settings.trusted_models,
                 max_graph_nodes=self.settings.max_graph_nodes,
+                precision=precision,
+                cpu_flags=cpu_flags() if self.settings.cpu_flags is None else self.settings.cpu_flags,
             )
             for cores in layout
         ]
@@ -391,6 +395,7 @@ class Deployments:
             "inference_threads": local.inference_threads,
             "model_threads": local.model_threads,
             "batching": local.pool.batching,
+            "precision": local.pool.precision,
         }
 
     def live_nodes(self) -> list[dict[str, Any]]:

@@ -291,10 +291,22 @@ class WorkerPool:
             w.alive and w.ready.done() and not w.ready.cancelled() and w.ready.exception() is None for w in self._workers
         )
 
+    @property
+    def precision(self) -> dict[str, Any] | None:
+        """The first worker's precision choice without its measurements (each worker probes for itself)."""
+        choice = self._workers[0].info.get("precision") if self._workers else None
+        return None if choice is None else {key: choice[key] for key in ("precision", "how", "reason")}
+
     def describe_workers(self) -> list[dict[str, Any]]:
-        """Each worker's process id, cores and confinement (`landlock ...` or `none: why`), for the status route."""
+        """Each worker's process id, cores, confinement (`landlock ...` or `none: why`) and precision choice with
+        its measurements, for the status route."""
         return [
-            {"pid": w.process.pid, "cores": list(w.spec.cores), "confinement": w.info.get("confinement")}
+            {
+                "pid": w.process.pid,
+                "cores": list(w.spec.cores),
+                "confinement": w.info.get("confinement"),
+                "precision": w.info.get("precision"),
+            }
             for w in self._workers
         ]
 
