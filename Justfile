@@ -43,13 +43,14 @@ bench *args: setup
 env_file := "compose/.env"
 compose := "docker compose --env-file " + env_file + " --file compose/docker-compose.yml"
 
-# Start Elasticsearch and two sidecar nodes (and Kibana with COMPOSE_PROFILES=kibana); wait until all are healthy.
+# Start Elasticsearch and two sidecar nodes (Kibana with COMPOSE_PROFILES=kibana, Prometheus and Grafana with
+# COMPOSE_PROFILES=monitoring); wait until all are healthy.
 up *args: _env
     {{compose}} up --detach --build --wait {{args}}
 
 # Stop the local stack; `just down --volumes` also deletes its data.
 down *args: _env
-    {{compose}} --profile kibana down {{args}}
+    {{compose}} --profile kibana --profile monitoring down {{args}}
 
 # On the running stack: import MiniLM and a NER model, install their pipelines, index documents through them.
 demo ner_model="elastic/distilbert-base-cased-finetuned-conll03-english": setup _env
@@ -67,11 +68,18 @@ demo ner_model="elastic/distilbert-base-cased-finetuned-conll03-english": setup 
     {{python}} -m sidecar pipelines install ner --model-id conll03 "${cluster[@]}"
     {{python}} compose/demo.py
 
-# compose/.env on first use: the example, with a fresh random secret for every `change-me`.
+# compose/.env on first use: the example, with a fresh random secret for every `change-me`; a setting the example
+# gained since is added to an existing compose/.env the same way.
 _env:
     #!/usr/bin/env python3
     import pathlib, re, secrets
     env = pathlib.Path("{{env_file}}")
+    example = pathlib.Path("compose/.env.example").read_text()
+    example = re.sub(r"=change-me$", lambda _: "=" + secrets.token_hex(16), example, flags=re.M)
+    current = env.read_text() if env.exists() else ""
+    have = set(re.findall(r"^(\w+)=", current, re.M))
+    missing = [line for line in example.splitlines() if re.match(r"\w+=", line) and line.split("=")[0] not in have]
     if not env.exists():
-        example = pathlib.Path("compose/.env.example").read_text()
-        env.write_text(re.sub(r"=change-me$", lambda _: "=" + secrets.token_hex(16), example, flags=re.M))
+        env.write_text(example)
+    elif missing:
+        env.write_text(current.rstrip("\n") + "\n" + "\n".join(missing) + "\n")

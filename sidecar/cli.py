@@ -206,6 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
     from sidecar.api.protocol import HttpLimits, protocol_factory
     from sidecar.cluster.lock import NodeLocked, lock_data_dir
     from sidecar.elastic.exposure import exposure_problem
+    from sidecar.metrics import NodeMetrics
     from sidecar.workers.cores import usable_cores
 
     configure_logs(args.log_level, args.log_format)
@@ -226,11 +227,12 @@ def _serve(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"sidecar: error: {problem}", file=sys.stderr)
         return 2
+    node_metrics = NodeMetrics()
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, node_metrics),
         host=settings.host,
         port=settings.port,
-        http=protocol_factory(HttpLimits(settings.max_header_bytes, settings.http_read_timeout_s)),
+        http=protocol_factory(HttpLimits(settings.max_header_bytes, settings.http_read_timeout_s), node_metrics),
         ws="none",
         timeout_keep_alive=settings.http_idle_timeout_s,
         log_level=args.log_level,

@@ -15,8 +15,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sidecar.api.counting import CountRequests
 from sidecar.api.endpoint import Context, credentials, endpoint
-from sidecar.api.routes import aliases, callback, deployment, health, infer, models, root
+from sidecar.api.routes import aliases, callback, deployment, health, infer, metrics, models, root
 from sidecar.api.wire import PRODUCT_HEADER, error_response
 from sidecar.cluster.forward import Forwarder
 from sidecar.cluster.node import load_node
@@ -27,6 +28,7 @@ from sidecar.elastic.privileges import Action
 from sidecar.elastic.secret import callback_secret
 from sidecar.elastic.status import with_cluster
 from sidecar.errors import EsError
+from sidecar.metrics import NodeMetrics
 from sidecar.settings import Settings
 from sidecar.store import open_store
 
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 _MODEL = "/_ml/trained_models/{model_id}"
 # What a route asks before its handler runs, besides an Elasticsearch action the caller's credentials must grant:
 CALLBACK_SECRET = "callback secret"  # the cluster's inference endpoints calling back (not the caller's credentials)
-NONE = "none"  # nothing: open to anyone (health checks carry no credentials; it says how many, never which)
+NONE = "none"  # nothing: open to anyone (health checks and Prometheus carry no credentials; neither names a secret)
 Privilege = Action | str
 
 
@@ -52,6 +54,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("/", ("GET", "HEAD"), root.info, privileges.MAIN),
     RouteSpec("/_sidecar/status", ("GET",), with_cluster(root.status), privileges.STATS),
     RouteSpec("/_sidecar/health", ("GET",), health.health, NONE),
+    RouteSpec("/metrics", ("GET",), metrics.metrics, NONE),
     RouteSpec("/_ml/trained_models", ("GET",), models.get_models, privileges.GET_MODELS),
     RouteSpec("/_ml/trained_models/_stats", ("GET",), deployment.stats, privileges.STATS),
     RouteSpec(f"{_MODEL}/_stats", ("GET",), deployment.stats, privileges.STATS),
@@ -86,16 +89,19 @@ def build_route(spec: RouteSpec) -> Route:
     raise RuntimeError(f"route [{' '.join(methods)} {spec.path}] declares no privilege ({known})")
 
 
-def create_app(settings: Settings) -> ASGIApp:
+def create_app(settings: Settings, node_metrics: NodeMetrics) -> ASGIApp:
+    """`node_metrics` is shared with the HTTP protocol, which counts what it refuses before any route."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = open_store(settings)
         node = load_node(settings)
-        deployments = Deployments(store, node, settings)
+        deployments = Deployments(store, node, settings, node_metrics)
         secret = callback_secret(settings)
         forwarder = Forwarder(node.id, secret)
         cluster = ClusterLink(settings, secret) if settings.es_url and secret else None
         app.state.context = Context(settings, node, store, deployments, forwarder, cluster, secret)
+        node_metrics.read_at_scrape(lambda: metrics.node_state(app.state.context))
         await deployments.heartbeat()
         loop_task = asyncio.create_task(deployments.run())
         if cluster is not None:  # endpoints for deployments started here, restored ones included
@@ -115,7 +121,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app = Starlette(routes=[build_route(spec) for spec in ROUTES], lifespan=lifespan)
     app.add_exception_handler(404, _no_handler)
     app.add_exception_handler(405, _wrong_method)
-    return ProductHeader(app)
+    return ProductHeader(CountRequests(app, node_metrics))
 
 
 async def _no_handler(request: Request, exc: Exception) -> Response:

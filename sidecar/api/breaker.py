@@ -21,6 +21,7 @@ class InFlightRequests:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.rejections = 0  # requests refused since the node started, for `GET /metrics`
 
     @contextmanager
     def reservation(self) -> Iterator[Reservation]:
@@ -34,6 +35,7 @@ class InFlightRequests:
     def _add(self, size: int) -> None:
         wanted = self.used + size
         if wanted > self.limit:
+            self.rejections += 1
             raise circuit_breaking(wanted, self.limit)
         self.used = wanted
 

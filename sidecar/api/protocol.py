@@ -25,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from sidecar.api.wire import PRODUCT_HEADER
 from sidecar.errors import EsError
+from sidecar.metrics import NodeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,16 @@ class HttpLimits:
     read_timeout_s: float  # a head must be whole within it; a body must keep coming in each such window
 
 
-def protocol_factory(limits: HttpLimits) -> Callable[..., BoundedHttpToolsProtocol]:
+def protocol_factory(limits: HttpLimits, metrics: NodeMetrics) -> Callable[..., BoundedHttpToolsProtocol]:
     """What `uvicorn.run(http=...)` takes: it calls the class with its config and state."""
-    return functools.partial(BoundedHttpToolsProtocol, limits=limits)
+    return functools.partial(BoundedHttpToolsProtocol, limits=limits, metrics=metrics)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    def __init__(self, *args: Any, limits: HttpLimits, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: HttpLimits, metrics: NodeMetrics, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.metrics = metrics
         self._head_left: int | None = limits.max_header_bytes  # None while a head is whole and its body arrives
         self._line_too_long = False
         self._window_bytes = 0
@@ -124,6 +126,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_head(self, error_type: str, reason: str) -> None:
         """Elasticsearch's 400 for a head its decoder would not take, then the connection ends (without an answer
         when an earlier pipelined request's is still being written)."""
+        self.metrics.refused_head(error_type)
         if self.cycle is None or self.cycle.response_complete:
             body = orjson.dumps(EsError(400, error_type, reason).envelope())
             headers = [*self.server_state.default_headers, PRODUCT_HEADER, (b"content-type", b"application/json")]

@@ -22,6 +22,7 @@ from sidecar.deployment.states import RoutingState
 from sidecar.deployment.threads import ThreadPlan, allocation_plan, plan
 from sidecar.errors import EsError, status_exception
 from sidecar.logs import event
+from sidecar.metrics import NodeMetrics
 from sidecar.models.definition import write_definition
 from sidecar.settings import Settings
 from sidecar.store.base import Store
@@ -47,10 +48,11 @@ class LocalDeployment:
 
 
 class Deployments:
-    def __init__(self, store: Store, node: Node, settings: Settings) -> None:
+    def __init__(self, store: Store, node: Node, settings: Settings, metrics: NodeMetrics) -> None:
         self.store = store
         self.node = node
         self.settings = settings
+        self.metrics = metrics
         self.local: dict[str, LocalDeployment] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._failed: set[tuple[str, int]] = set()  # (model_id, deployment start_time) that failed here
@@ -277,7 +279,12 @@ class Deployments:
                 self._worker_specs, model_id, threads.inference_threads, threads.worker_cores,
                 deployment["task_parameters"].get("precision") or self.settings.precision,
             )
-            pool = WorkerPool(specs, deployment["task_parameters"]["queue_capacity"], self.settings.max_batch_docs)
+            pool = WorkerPool(
+                specs,
+                deployment["task_parameters"]["queue_capacity"],
+                self.settings.max_batch_docs,
+                metrics=self.metrics.deployment(model_id),
+            )
             await pool.start()
         except Exception as exc:  # a start that fails says why in its routing entry, never in a lost task
             if model_id in self.local:

@@ -18,6 +18,7 @@ from typing import Any
 
 from sidecar.errors import EsError, status_exception
 from sidecar.logs import event
+from sidecar.metrics import DeploymentMetrics, NodeMetrics
 from sidecar.timevalue import TimeValue
 from sidecar.workers.channel import frame, read
 from sidecar.workers.process import worker_main
@@ -72,10 +73,17 @@ class WorkerPool:
     """`model_threads` pinned processes fed from one bounded queue, one batch per free worker."""
 
     def __init__(
-        self, specs: list[WorkerSpec], queue_capacity: int, max_batch_docs: int, target: Callable[..., None] = worker_main
+        self,
+        specs: list[WorkerSpec],
+        queue_capacity: int,
+        max_batch_docs: int,
+        target: Callable[..., None] = worker_main,
+        metrics: DeploymentMetrics | None = None,
     ) -> None:
-        """`target` is the worker processes' main function (the pool's tests give one that misbehaves on purpose)."""
+        """`target` is the worker processes' main function (the pool's tests give one that misbehaves on purpose);
+        `metrics` are the node's series for the deployment (a pool on its own counts into a registry of its own)."""
         self._specs = specs
+        self._metrics = metrics or NodeMetrics().deployment(specs[0].model_id)
         self._target = target
         self._queue = BoundedQueue(queue_capacity)
         self._max_batch_docs = max_batch_docs
@@ -128,6 +136,11 @@ class WorkerPool:
         return not self._closing and self._queue.has_room(docs)
 
     @property
+    def queued(self) -> int:
+        """Documents waiting for a worker."""
+        return self._queue.docs
+
+    @property
     def pending(self) -> int:
         return self._queue.docs + sum(i.size for w in self._workers for i in w.batch)
 
@@ -142,15 +155,17 @@ class WorkerPool:
         """
         if self._closing or not (wait or self._queue.has_room(len(texts))):
             self.stats.rejected_execution_count += 1
+            self._metrics.rejected()
             raise QueueFull()
         if not self._queue.has_room(len(texts)):
             self.stats.waited_beyond_capacity_count += 1
         loop = asyncio.get_running_loop()
-        deadline = time.monotonic() + timeout.seconds
+        now = time.monotonic()
+        deadline = now + timeout.seconds
         parts = []
         for start in range(0, len(texts), self._max_batch_docs):
             chunk = slice(start, start + self._max_batch_docs)
-            item = Item(texts[chunk], options, timeout, deadline, loop.create_future(), sum(tokens[chunk]))
+            item = Item(texts[chunk], options, timeout, deadline, loop.create_future(), sum(tokens[chunk]), now)
             self._queue.append(item)
             parts.append(item.future)
         self._dispatch()
@@ -160,6 +175,7 @@ class WorkerPool:
 
     def timed_out(self) -> None:
         self.stats.timeout_count += 1
+        self._metrics.timed_out()
 
     # scheduling ---------------------------------------------------------------------------------
     def _dispatch(self) -> None:
@@ -172,12 +188,14 @@ class WorkerPool:
     def _send(self, worker: _Worker) -> None:
         batch, expired = self._queue.next_batch(self._max_batch_docs, self._max_batch_tokens)
         for item in expired:
-            self.stats.timeout_count += 1
+            self.timed_out()
             _fail(item, _timeout(item))
         if not batch:
             return
         worker.batch, worker.batch_id = batch, next(self._batch_ids)
         docs = [(text, item.options) for item in batch for text in item.texts]
+        now = time.monotonic()
+        self._metrics.batch_taken(len(docs), [now - item.queued_at for item in batch])
         assert worker.writer is not None  # set before the worker could report ready
         worker.writer.write(frame((INFER, worker.batch_id, docs)))  # a dead worker's reader hands the batch back
 
@@ -229,6 +247,7 @@ class WorkerPool:
         docs = len(results)
         self.stats.inference_count += docs
         self.stats.inference_time_ms += elapsed_ms
+        self._metrics.batch_done(docs, elapsed_ms)
         self.stats.last_access = int(time.time() * 1000)
 
     def _on_exit(self, worker: _Worker) -> None:
@@ -248,6 +267,7 @@ class WorkerPool:
                 _fail(item, status_exception(500, f"Error in inference process: [inference process exited with code [{code}]]"))
         if self._closing or not self._running:
             return  # a failed first start is start()'s to report
+        self._metrics.worker_died()
         self._dispatch()  # a handed-back batch goes to another live worker at once
         loaded = worker.ready.exception() is None
         delay = 0.0 if loaded else min(_MAX_RESPAWN_DELAY_S, 0.5 * 2**worker.failed_loads)

@@ -21,6 +21,7 @@ class Item:
     deadline: float  # time.monotonic() after which nobody waits for the answer
     future: asyncio.Future[list[Any]]
     tokens: int  # estimated, for the batch budget
+    queued_at: float  # time.monotonic() when it was queued, for the queue-wait metric
     retries: int = 0
 
     @property

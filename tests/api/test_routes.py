@@ -17,10 +17,10 @@ def test_a_misspelt_privilege_fails_too():
         build_route(RouteSpec("/x", ("GET",), root.info, "nobody"))
 
 
-def test_only_health_is_open_and_only_callbacks_take_the_secret():
+def test_only_health_and_metrics_are_open_and_only_callbacks_take_the_secret():
     open_routes = [spec.path for spec in ROUTES if spec.privilege == NONE]
     secret_routes = sorted(spec.path for spec in ROUTES if spec.privilege == CALLBACK_SECRET)
-    assert open_routes == ["/_sidecar/health"]
+    assert open_routes == ["/_sidecar/health", "/metrics"]
     assert secret_routes == ["/_sidecar/custom/{model_id}", "/_sidecar/hf/{model_id}", "/v1/embeddings"]
     assert all(isinstance(spec.privilege, Action) for spec in ROUTES if spec.privilege not in (NONE, CALLBACK_SECRET))
 

@@ -10,12 +10,14 @@ import shlex
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.cli import build_parser, settings_from
 from sidecar.settings import Settings
@@ -26,11 +28,26 @@ COMPOSE = yaml.safe_load((ROOT / "compose/docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 SIDECARS = sorted(name for name, service in SERVICES.items() if "build" in service)
 DOCKERFILE = (ROOT / "compose/Dockerfile").read_text()
+DASHBOARD = json.loads((ROOT / "compose/grafana/dashboards/sidecar.json").read_text())
+SERIES_NAME = re.compile(r"\b((?:sidecar|process)_[a-z_]+)\b")
+NOT_CHARTED = {"sidecar_deployment"}  # deployment id to model id, for joins in ad-hoc queries
+_SUFFIXES = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"], "gauge": [""], "info": ["_info"]}
 
 
 def env_example() -> dict[str, str]:
     lines = (ROOT / "compose/.env.example").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def exposed_series(page: str) -> dict[str, set[str]]:
+    """Each family's series names a scrape can hold: a family is named on the page (HELP, TYPE) before it has
+    samples."""
+    families = text_string_to_metric_families(page)
+    return {family.name: {family.name + suffix for suffix in _SUFFIXES.get(family.type, [""])} for family in families}
+
+
+def dashboard_queries() -> list[str]:
+    return [target["expr"] for panel in DASHBOARD["panels"] for target in panel["targets"]]
 
 
 def serve_args(service: str) -> Any:
@@ -145,6 +162,45 @@ def test_the_healthcheck_passes_against_a_running_node(service: str, node: NodeP
     assert "/_sidecar/health" in code and "Authorization" not in code, "health checks carry no credentials"
     env = {name: value for name, value in os.environ.items() if name != "ELASTIC_PASSWORD"}
     assert subprocess.run([sys.executable, "-c", code], env=env, timeout=30).returncode == 0
+
+
+def test_prometheus_and_grafana_are_optional_and_stay_on_loopback() -> None:
+    for name in ("prometheus", "grafana"):
+        assert SERVICES[name]["profiles"] == ["monitoring"]
+        assert [address for address, _, _ in published(name)] == ["127.0.0.1"]
+    assert "./prometheus.yml:/etc/prometheus/prometheus.yml:ro" in SERVICES["prometheus"]["volumes"]
+    assert environment("grafana")["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer", "anonymous visitors only read"
+
+
+def test_prometheus_scrapes_every_sidecar_node_where_it_listens() -> None:
+    [job] = yaml.safe_load((ROOT / "compose/prometheus.yml").read_text())["scrape_configs"]
+    assert job.get("metrics_path", "/metrics") == "/metrics" and job.get("scheme", "http") == "http"
+    [static] = job["static_configs"]
+    expected = [f"{service}:{settings_from(serve_args(service)).port}" for service in SIDECARS]
+    assert static["targets"] == expected
+
+
+def test_grafana_reads_the_stacks_prometheus_and_the_dashboard_names_it() -> None:
+    provisioning = ROOT / "compose/grafana/provisioning"
+    [source] = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())["datasources"]
+    url = urlsplit(source["url"])
+    assert url.hostname == "prometheus" and url.port in [port for _, _, port in published("prometheus")]
+    [provider] = yaml.safe_load((provisioning / "dashboards/sidecar.yml").read_text())["providers"]
+    mounted = {volume.split(":")[1]: volume.split(":")[0] for volume in SERVICES["grafana"]["volumes"]}
+    assert (ROOT / "compose" / mounted[provider["options"]["path"]] / "sidecar.json").is_file()
+    for panel in DASHBOARD["panels"]:
+        assert {panel["datasource"]["uid"]} | {target["datasource"]["uid"] for target in panel["targets"]} == {
+            source["uid"]
+        }
+
+
+def test_the_dashboards_queries_read_series_a_running_node_exposes(node: NodeProcess) -> None:
+    with urllib.request.urlopen(f"{node.url}/metrics", timeout=30) as response:
+        families = exposed_series(response.read().decode())
+    queried = {name for expr in dashboard_queries() for name in SERIES_NAME.findall(expr)}
+    assert queried and sorted(queried - set().union(*families.values())) == []
+    uncharted = [name for name, series in families.items() if name.startswith("sidecar_") and not series & queried]
+    assert sorted(set(uncharted) - NOT_CHARTED) == [], "every family of the node's own is on the dashboard"
 
 
 def test_the_images_own_healthcheck_passes_against_a_running_node(node: NodeProcess) -> None:
