@@ -1,4 +1,5 @@
-"""(b) and (c): load a node's `_infer` with wrk and read throughput and latency percentiles."""
+"""(b) and (c): load a node's `_infer` with wrk, every document a text it has not seen, and read throughput and
+latency percentiles."""
 
 from __future__ import annotations
 
@@ -6,33 +7,40 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 _LUA = """
-local bodies = {%s}
+local texts = {%s}
+local docs_per_request = %d
+local run = "%s"
+local threads = 0
 local i = 0
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread", threads)
+end
 request = function()
   i = i + 1
-  return wrk.format(nil, nil, nil, bodies[(i %% #bodies) + 1])
+  local docs = {}
+  for k = 1, docs_per_request do
+    local text = texts[((i + k) %% #texts) + 1]
+    docs[k] = '{"text_field":' .. text .. ' (#' .. run .. '-' .. thread .. '-' .. i .. '-' .. k .. ')"}'
+  end
+  return wrk.format(nil, nil, nil, '{"docs":[' .. table.concat(docs, ",") .. ']}')
 end
 """
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
-def bodies(texts: list[str], docs_per_request: int) -> list[str]:
-    """Request bodies that rotate through the texts."""
-    out = []
-    for start in range(len(texts)):
-        docs = [{"text_field": texts[(start + k) % len(texts)]} for k in range(docs_per_request)]
-        out.append(json.dumps({"docs": docs}))
-    return out
-
-
 def wrk(url: str, model_id: str, texts: list[str], docs_per_request: int, connections: int, seconds: int) -> dict[str, float]:
     """Run wrk with one thread per 32 connections (wrk itself stays cheap) and parse its report."""
-    lua = _LUA % ", ".join(json.dumps(b) for b in bodies(texts, docs_per_request))
+    # each document's text made unique (`benchmarks.texts.numbered`'s form): run, wrk thread, request, document;
+    # the Lua gets each text as the JSON string's opening, to which it adds the number and the closing quote
+    openings = ", ".join(json.dumps(json.dumps(text)[:-1]) for text in texts)
+    lua = _LUA % (openings, docs_per_request, time.time_ns())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(lua)
     threads = max(1, min(2, connections // 32))

@@ -23,6 +23,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from benchmarks.texts import numbered
+
 CONNECTIONS = 20  # xpack.inference.http.max_connections
 _INITIAL_DELAY_S, _MAX_DELAY_S, _RETRY_TIMEOUT_S = 1.0, 5.0, 30.0  # RetrySettings' defaults
 MAX_ATTEMPTS = 3  # RetryingHttpSender from 8.15; 8.12-8.14 retry until the 30 s are spent
@@ -70,10 +72,10 @@ async def bulk_ingest(
     interval = batch / docs_per_s  # between two requests of the whole cluster
     tasks: list[asyncio.Task[None]] = []
     try:
-        start, n = time.monotonic(), 0
+        start, n, run = time.monotonic(), 0, time.time_ns()
         while (due := start + n * interval) < start + seconds:
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            inputs = [texts[(n * batch + i) % len(texts)] for i in range(batch)]
+            inputs = [numbered(texts[(n * batch + i) % len(texts)], f"{run}-{n * batch + i}") for i in range(batch)]
             node = n % cluster_nodes
             tasks.append(asyncio.create_task(_send(sessions[node], limiters[node], url, inputs, tally)))
             n += 1

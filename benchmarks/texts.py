@@ -1,4 +1,7 @@
-"""Benchmark inputs: English sentences of about 16 and about 128 MiniLM tokens."""
+"""Benchmark inputs: English sentences of about 16 and about 128 MiniLM tokens.
+
+A node answers a text it has seen from its inference cache, without a forward pass, so every input a benchmark sends
+is made unique with `numbered` (a few more tokens): no scenario measures the cache."""
 
 SHORT = [
     "The quick brown fox jumps over the lazy dog near the quiet river bank.",
@@ -18,3 +21,8 @@ _PARAGRAPH = (
 LONG = [_PARAGRAPH, _PARAGRAPH.replace("Tuesday", "Friday"), _PARAGRAPH.replace("bridge", "tunnel")]
 
 SETS = {"short": SHORT, "long": LONG}
+
+
+def numbered(text: str, number: str) -> str:
+    """`text` made unique: `number` must not repeat within a node's life (`benchmarks.load` builds the same form)."""
+    return f"{text} (#{number})"

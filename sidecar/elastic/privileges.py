@@ -39,3 +39,4 @@ PUT_MODEL_ALIAS = Action("cluster:admin/xpack/ml/inference/model_aliases/put", _
 DELETE_MODEL_ALIAS = Action("cluster:admin/xpack/ml/inference/model_aliases/delete", _MANAGE_ML)
 START = Action("cluster:admin/xpack/ml/trained_models/deployment/start", _DEPLOYMENT)
 STOP = Action("cluster:admin/xpack/ml/trained_models/deployment/stop", _DEPLOYMENT)
+CLEAR_CACHE = Action("cluster:admin/xpack/ml/trained_models/deployment/clear_cache", _MANAGE_ML)
