@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sidecar.deployment.manager import Deployments
-from sidecar.deployment.start import StartParams, allocation_state, new_deployment, wait_for_start
+from sidecar.deployment.params import StartParams, new_deployment
+from sidecar.deployment.start import allocation_state, wait_for_start
 from sidecar.deployment.states import AssignmentState, RoutingState
 from sidecar.errors import EsError, model_not_found, status_exception
 from sidecar.models.catalog import all_models, match_models, model_or_404
 from sidecar.models.definition import check_whole
 from sidecar.models.tokenization.base import check_served
 from sidecar.store.base import AlreadyExists, ModelMissing, Store
+
+DEPLOYMENT_IDS = "8.8.0"  # deployment_id, and the refusals that come with it
 
 if TYPE_CHECKING:
     from sidecar.elastic.link import ClusterLink
@@ -70,7 +73,16 @@ class DeploymentService:
 
     async def start(self, request: StartRequest) -> Started:
         model_id = request.model_id
+        deployment_id = request.params.deployment_id or model_id
+        if self.deployments.settings.claims(DEPLOYMENT_IDS):
+            await self._refuse_deployment_id(deployment_id)
         config = await model_or_404(self.store, model_id)
+        if deployment_id != model_id and await asyncio.to_thread(self.store.get_model, deployment_id) is not None:
+            raise status_exception(
+                400,
+                f"Deployment id [{deployment_id}] is the same as an another model which is not the model being "
+                "deployed. Deployment id can be the same as the model being deployed but cannot match a different model",
+            )
         if config.get("model_type") != "pytorch":
             raise status_exception(
                 400,
@@ -98,6 +110,22 @@ class DeploymentService:
             # the cluster's ingest pipelines reach the model through an inference endpoint; if they cannot, say why
             reason = await self.cluster.deployment_started(model_id, config)
         return Started(allocation, reason)
+
+    async def _refuse_deployment_id(self, deployment_id: str) -> None:
+        """From 8.8 an existing deployment's id is refused before anything else (a 400, not the 409 of a race)."""
+        if deployment_id in await asyncio.to_thread(self.deployment_ids):
+            raise status_exception(
+                400, f"Could not start model deployment because an existing deployment with the same id [{deployment_id}] exist"
+            )
+
+    async def refuse_model_id(self, model_id: str) -> None:
+        """From 8.8 a new model may not take the id of a current deployment."""
+        if self.deployments.settings.claims(DEPLOYMENT_IDS) and model_id in await asyncio.to_thread(self.deployment_ids):
+            raise status_exception(400, f"Cannot create model [{model_id}] the id is the same as an current model deployment")
+
+    def deployment_ids(self) -> set[str]:
+        """The id of every stored deployment (runs in a thread)."""
+        return {d["task_parameters"].get("deployment_id", d["model_id"]) for d in self.store.list_deployments()}
 
     async def stop(self, request: StopRequest) -> None:
         models = match_models(await asyncio.to_thread(self._stoppable), request.model_id, request.allow_no_match)

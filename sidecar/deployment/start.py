@@ -4,117 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from sidecar.api.params import Params
 from sidecar.deployment.manager import Deployments
-from sidecar.deployment.states import AllocationStatus, AssignmentState, RoutingState
-from sidecar.errors import (
-    EsError,
-    illegal_argument,
-    model_not_found,
-    status_exception,
-    validation_failed,
-)
-from sidecar.timevalue import TimeValue, iso_micros, parse_time
+from sidecar.deployment.params import WAIT_FOR_ORDER, StartParams
+from sidecar.deployment.states import AssignmentState, RoutingState
+from sidecar.errors import EsError, model_not_found, status_exception
+from sidecar.timevalue import TimeValue
 
-WAIT_FOR_ORDER = tuple(AllocationStatus)
-_ACTION = "cluster:admin/xpack/ml/trained_models/deployment/start"
-# seed name -> accepted aliases (the 8.3+ names)
-_INT_PARAMS = {
-    "inference_threads": ("inference_threads", "threads_per_allocation"),
-    "model_threads": ("model_threads", "number_of_allocations"),
-    "queue_capacity": ("queue_capacity",),
-}
-_MAX_QUEUE = 1_000_000
 _POLL_S = 0.05
-
-
-@dataclass(frozen=True)
-class StartParams:
-    inference_threads: int = 1
-    model_threads: int = 1
-    queue_capacity: int = 1024
-    timeout: TimeValue = TimeValue(20.0, "20s")
-    wait_for: str = AllocationStatus.STARTED
-
-
-def parse_start(model_id: str, params: Params, body: dict[str, Any]) -> StartParams:
-    """Query string and body both count; where both give a value, the query string wins."""
-    if "model_id" in body and body["model_id"] != model_id:
-        raise status_exception(
-            400,
-            f"Inconsistent model_id; '{body['model_id']}' specified in the body differs from '{model_id}' "
-            "specified as a URL argument",
-        )
-    known = {alias for aliases in _INT_PARAMS.values() for alias in aliases} | {"timeout", "wait_for", "model_id"}
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise EsError(400, "x_content_parse_exception", f"[{_ACTION}] unknown field [{unknown[0]}]")
-    values: dict[str, Any] = {}
-    names: dict[str, str] = {}
-    for name, aliases in _INT_PARAMS.items():
-        for alias in aliases:
-            value = params.int(alias)
-            if value is None and alias in body:
-                value = _body_int(body[alias], alias)
-            if value is not None and name not in values:
-                values[name], names[name] = value, alias
-    timeout = params.str("timeout")
-    values["timeout"] = parse_time(timeout if timeout is not None else str(body.get("timeout", "20s")), "timeout")
-    wait_for = params.str("wait_for") or body.get("wait_for") or "started"
-    params.finish()
-    if str(wait_for).lower() not in WAIT_FOR_ORDER:
-        raise illegal_argument(
-            "No enum constant org.elasticsearch.xpack.core.ml.inference.assignment.AllocationStatus.State."
-            + str(wait_for).upper()
-        )
-    values["wait_for"] = str(wait_for).lower()
-    _validate(values, names)
-    return StartParams(**values)
-
-
-def _body_int(value: Any, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            pass
-    cause = EsError(400, "number_format_exception", f'For input string: "{value}"')
-    raise EsError(400, "x_content_parse_exception", f"[{_ACTION}] failed to parse field [{name}]", cause)
-
-
-def _validate(values: dict[str, Any], names: dict[str, str]) -> None:
-    """Elasticsearch's order: model_threads, inference_threads, queue_capacity, then timeout."""
-    errors = [
-        f"[{names[name]}] must be a positive integer"
-        for name in ("model_threads", "inference_threads", "queue_capacity")
-        if name in values and values[name] < 1
-    ]
-    if values.get("queue_capacity", 0) >= _MAX_QUEUE:
-        errors.append(f"[queue_capacity] must be less than {_MAX_QUEUE}")
-    if values["timeout"].seconds <= 0:
-        errors.append("[timeout] must be positive")
-    if errors:
-        raise validation_failed(errors)
-
-
-def new_deployment(model_id: str, model_bytes: int, start: StartParams) -> dict[str, Any]:
-    return {
-        "model_id": model_id,
-        "task_parameters": {
-            "model_id": model_id,
-            "model_bytes": model_bytes,
-            "inference_threads": start.inference_threads,
-            "model_threads": start.model_threads,
-            "queue_capacity": start.queue_capacity,
-        },
-        "state": AssignmentState.STARTED,
-        "start_time": time.time_ns() // 1000,  # microseconds, printed in ISO-8601
-    }
 
 
 def allocation_status(allocation: dict[str, Any]) -> dict[str, Any]:
@@ -133,19 +31,6 @@ def allocation_state(allocation: dict[str, Any]) -> str:
     if any(r["routing_state"] == RoutingState.STARTED for r in allocation["routes"].values()):
         return AssignmentState.STARTED
     return AssignmentState.STARTING
-
-
-def render_allocation(allocation: dict[str, Any]) -> dict[str, Any]:
-    """The seed's response body (field order of TrainedModelAllocation)."""
-    routing = {node: {"routing_state": r["routing_state"], "reason": r["reason"]} for node, r in allocation["routes"].items()}
-    return {
-        "allocation": {
-            "task_parameters": allocation["task_parameters"],
-            "routing_table": routing,
-            "allocation_state": allocation_state(allocation),
-            "start_time": iso_micros(allocation["start_time"]),
-        }
-    }
 
 
 def reached(allocation: dict[str, Any], wait_for: str) -> bool:

@@ -82,7 +82,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory, cluster):
-    args = ("--es-url", cluster.url, "--callback-secret", SECRET)
+    args = ("--es-url", cluster.url, "--callback-secret", SECRET, "--es-version", "8.0.0")  # the seed's `_start` body
     process = NodeProcess(tmp_path_factory.mktemp("callback") / "data", *args).start()
     yield process
     process.stop()

@@ -143,18 +143,3 @@ def test_many_docs_keep_their_order(es, deployed_classifier):
     assert [r["predicted_value"] for r in results] == [singles[t]["predicted_value"] for t in texts]
     for text, result in zip(texts, results):
         assert result["prediction_probability"] == pytest.approx(singles[text]["prediction_probability"], abs=1e-5)
-
-
-def test_stats_count_inferences(es, deployed_classifier):
-    infer(es, deployed_classifier, ["good", "bad"])
-    [stats] = es.ml.get_trained_models_stats(model_id=deployed_classifier)["trained_model_stats"]
-    deployment = stats["deployment_stats"]
-    assert list(deployment) == [
-        "model_id", "inference_threads", "model_threads", "queue_capacity", "state", "allocation_status", "start_time", "nodes",
-    ]  # fmt: skip
-    [entry] = deployment["nodes"]
-    assert entry["routing_state"] == {"routing_state": "started"}
-    assert entry["inference_count"] >= 2
-    assert entry["average_inference_time_ms"] > 0
-    assert entry["number_of_pending_requests"] == 0
-    assert "error_count" not in entry and "timeout_count" not in entry

@@ -5,7 +5,7 @@ import warnings
 import pytest
 from elasticsearch import ApiError, ElasticsearchWarning
 
-from tests.support.deploy import error_of, start, uploaded
+from tests.support.deploy import error_of, infer, start, uploaded
 from tests.support.node import module_node
 
 node = module_node("--es-version", "8.0.0")
@@ -41,3 +41,18 @@ def test_missing_field_and_non_string_in_the_seed_words(es, deployed):
     with pytest.raises(ApiError) as caught:
         _legacy_infer(es, deployed, [{"other": "x"}])
     assert "warning" not in {key.lower() for key in caught.value.meta.headers}
+
+
+def test_stats_count_inferences(es, deployed):
+    infer(es, deployed, ["good", "bad"])
+    [stats] = es.ml.get_trained_models_stats(model_id=deployed)["trained_model_stats"]
+    deployment = stats["deployment_stats"]
+    assert list(deployment) == [
+        "model_id", "inference_threads", "model_threads", "queue_capacity", "state", "allocation_status", "start_time", "nodes",
+    ]  # fmt: skip
+    [entry] = deployment["nodes"]
+    assert entry["routing_state"] == {"routing_state": "started"}
+    assert entry["inference_count"] >= 2
+    assert entry["average_inference_time_ms"] > 0
+    assert entry["number_of_pending_requests"] == 0
+    assert "error_count" not in entry and "timeout_count" not in entry

@@ -66,6 +66,7 @@ def cluster(backend, double, tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     shared = [*store_arguments(backend, root, double), "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s"]
     shared += ["--es-version", "8.0.0"]  # the seed's rule: the model on every live node
+    shared += ["--es-version", "8.0.0"]  # the seed's rule: the model on every live node
     nodes = [
         NodeProcess(root / "n1", *shared, "--max-graph-nodes", "10", name="n1").start(),
         NodeProcess(root / "n2", *shared, name="n2").start(),

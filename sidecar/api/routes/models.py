@@ -35,6 +35,7 @@ async def put_model(ctx: Context, request: EsRequest) -> Any:
     request.params.bool("wait_for_completion")
     request.params.finish()
     config = build_config(model_id, request.object(required=True), defer_decompression, ctx.settings.claims)
+    await ctx.deployment_service.refuse_model_id(model_id)
     await asyncio.to_thread(check_model_id_is_not_an_alias, ctx.store, model_id)
     try:
         await asyncio.to_thread(ctx.store.create_model, config)
