@@ -67,6 +67,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(f"{_MODEL}/model_aliases/{{model_alias}}", ("DELETE",), aliases.delete, privileges.DELETE_MODEL_ALIAS),
     RouteSpec(f"{_MODEL}/deployment/_start", ("POST",), deployment.start, privileges.START),
     RouteSpec(f"{_MODEL}/deployment/_stop", ("POST",), deployment.stop, privileges.STOP),
+    RouteSpec(f"{_MODEL}/deployment/cache/_clear", ("POST",), deployment.clear_cache, privileges.CLEAR_CACHE),
     RouteSpec(f"{_MODEL}/deployment/_infer", ("POST",), infer.infer_deployment, privileges.INFER_DEPLOYMENT),
     RouteSpec(f"{_MODEL}/_infer", ("POST",), infer.infer, privileges.INFER),
     RouteSpec("/_sidecar/custom/{model_id}", ("POST",), callback.custom, CALLBACK_SECRET),

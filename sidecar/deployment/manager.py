@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from sidecar.cluster.node import Node
+from sidecar.deployment.cache import InferenceCache
+from sidecar.deployment.params import byte_count
 from sidecar.deployment.planner import plan_allocations
 from sidecar.deployment.states import RoutingState
 from sidecar.deployment.threads import ThreadPlan, allocation_plan, plan
@@ -31,6 +33,7 @@ from sidecar.workers.pool import WorkerPool
 from sidecar.workers.spec import WorkerSpec
 
 log = logging.getLogger(__name__)
+CACHE = "8.4.0"  # `cache_size` and the native process's inference cache (TransportVersions.V_8_4_0 in AssignmentStats)
 STARTING, STARTED, STOPPING, FAILED = (RoutingState.STARTING, RoutingState.STARTED, RoutingState.STOPPING, RoutingState.FAILED)
 
 
@@ -45,6 +48,7 @@ class LocalDeployment:
     start_time: int  # epoch millis
     allocations: int  # this node's share of the plan that the pool was started for
     reason: str  # what its routing entry says: why threads were lowered, if they were
+    cache: InferenceCache  # results already inferred here, kept when the pool is replaced for another share
 
 
 class Deployments:
@@ -125,6 +129,8 @@ class Deployments:
         for model_id, deployment in stored.items():
             if model_id in self._starting:
                 continue  # when it is up, it wakes the loop, which looks again
+            if model_id in self.local:  # a `_clear` on any node changes the epoch
+                self.local[model_id].cache.follow(deployment.get("cache_epoch"))
             share = shares.get(model_id, {}).get(self.node.id, 0)
             if deployment.get("state") == STOPPING or share == 0:
                 if model_id in self.local or self.node.id in deployment["routes"]:
@@ -295,8 +301,9 @@ class Deployments:
         finally:
             self._starting.pop(model_id, None)
         replaced = self.local.get(model_id)
+        cache = replaced.cache if replaced is not None else self._cache(deployment)
         self.local[model_id] = LocalDeployment(
-            pool, config, threads.inference_threads, threads.model_threads, _now_ms(), share, threads.reason
+            pool, config, threads.inference_threads, threads.model_threads, _now_ms(), share, threads.reason, cache
         )
         if replaced is not None:
             await replaced.pool.stop(drain=True)
@@ -310,6 +317,13 @@ class Deployments:
         )
         await asyncio.to_thread(self.store.put_route, model_id, self.node.id, STARTED, threads.reason)
         self.wake()  # the deployment may have been stopped while it started
+
+    def _cache(self, deployment: dict[str, Any]) -> InferenceCache:
+        """`cache_size` bytes from a claimed 8.4, when Elasticsearch's native process got its cache; none before."""
+        rep = deployment["task_parameters"].get("cache_size")
+        size = byte_count(rep) if rep and self.settings.claims(CACHE) else 0
+        series = self.metrics.deployment(deployment["model_id"])
+        return InferenceCache(size, deployment.get("cache_epoch"), series.cache_hits, series.cache_misses)
 
     def _threads(self, deployment: dict[str, Any], share: int) -> ThreadPlan:
         """Before 8.3 the seed's rule lowers what was asked to fit the cores; from 8.3 the plan already fitted it."""
@@ -388,10 +402,13 @@ class Deployments:
         """This node's counters for a deployment, in the form other nodes read from the store."""
         local = self.local[model_id]
         stats = local.pool.stats
+        cache = local.cache
         return {
-            "inference_count": stats.inference_count,
-            "inference_time_ms": stats.inference_time_ms,
-            "last_access": stats.last_access,
+            "inference_count": stats.inference_count + cache.hit_count,  # Elasticsearch counts hits as inferences
+            "inference_time_ms": stats.inference_time_ms,  # a hit takes no measurable time
+            "inference_cache_hit_count": cache.hit_count,
+            "inference_cache_hit_count_last_minute": cache.hits_last_minute(),
+            "last_access": max(stats.last_access or 0, cache.last_hit_ms or 0) or None,
             "number_of_pending_requests": local.pool.pending,
             "queue_capacity": local.pool.capacity,
             "error_count": stats.error_count,

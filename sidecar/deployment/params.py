@@ -12,6 +12,7 @@ from sidecar.api.params import Params
 from sidecar.deployment.states import AllocationStatus, AssignmentState
 from sidecar.errors import EsError, illegal_argument, status_exception, validation_failed
 from sidecar.timevalue import TimeValue, parse_time
+from sidecar.workers.spec import PRECISIONS
 
 WAIT_FOR_ORDER = tuple(AllocationStatus)
 NORMAL, LOW = "normal", "low"
@@ -22,7 +23,7 @@ _INT_PARAMS = {
     "model_threads": ("model_threads", "number_of_allocations"),
     "queue_capacity": ("queue_capacity",),
 }
-_STRING_PARAMS = ("deployment_id", "priority", "cache_size")
+_STRING_PARAMS = ("deployment_id", "priority", "cache_size", "precision")  # precision: the node's extension
 # Request.MAX_QUEUE_CAPACITY and the default queue_capacity, 8.x (a later source has 100_000 and 10_000; from which
 # release is UNCONFIRMED, so every claimed version gets 8.x's)
 _MAX_QUEUE = 1_000_000
@@ -44,6 +45,7 @@ class StartParams:
     priority: str = NORMAL
     cache_size: str | None = None  # ByteSizeValue.getStringRep(); the model's size when not given
     adaptive_allocations: dict[str, Any] | None = None  # stored and shown; nothing scales on it yet
+    precision: str | None = None  # auto | fp32 | bf16, the node's extension; each node's --precision when not given
 
 
 def parse_start(model_id: str, params: Params, body: dict[str, Any], since_8_4: bool) -> StartParams:
@@ -86,6 +88,7 @@ def parse_start(model_id: str, params: Params, body: dict[str, Any], since_8_4: 
         values["cache_size"] = parse_byte_size(strings["cache_size"], "cache_size")
     if body.get("adaptive_allocations") is not None:
         values["adaptive_allocations"] = _adaptive(body["adaptive_allocations"])
+    values["precision"] = _precision(strings["precision"])
     _validate(values, names, since_8_4)
     return StartParams(**values)
 
@@ -106,6 +109,14 @@ def _priority(value: str | None) -> str:
             f"No enum constant org.elasticsearch.xpack.core.ml.inference.assignment.Priority.{value.upper()}"
         )
     return value.lower()
+
+
+def _precision(value: str | None) -> str | None:
+    """Not Elasticsearch's: refused the way its enum parameters are. bf16 is accepted whatever this node's CPU is:
+    the deployment may run on other nodes, and where bf16 is not in hardware the worker emulates it and says so."""
+    if value is not None and value.lower() not in PRECISIONS:
+        raise illegal_argument(f"[precision] must be one of [{', '.join(PRECISIONS)}]; provided [{value}]")
+    return None if value is None else value.lower()
 
 
 def _adaptive(value: Any) -> dict[str, Any]:
@@ -206,6 +217,7 @@ def new_deployment(model_id: str, model_bytes: int, start: StartParams) -> dict[
             "cache_size": start.cache_size if start.cache_size is not None else byte_size_string(model_bytes),
             "priority": start.priority,
             "adaptive_allocations": start.adaptive_allocations,
+            "precision": start.precision,
         },
         "state": AssignmentState.STARTED,
         "start_time": time.time_ns() // 1000,  # microseconds, printed in ISO-8601

@@ -4,6 +4,7 @@ call the service, and render what it returns."""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from sidecar.deployment.manager import Deployments
 from sidecar.deployment.params import StartParams, new_deployment
 from sidecar.deployment.start import allocation_state, wait_for_start
 from sidecar.deployment.states import AssignmentState, RoutingState
-from sidecar.errors import EsError, model_not_found, status_exception
+from sidecar.errors import EsError, model_not_found, not_found, status_exception
 from sidecar.models.catalog import all_models, match_models, model_or_404
 from sidecar.models.definition import check_whole
 from sidecar.models.tokenization.base import check_served
@@ -140,6 +141,24 @@ class DeploymentService:
             )
         if await asyncio.to_thread(self.store.get_deployment, found) is not None:
             await self.deployments.stop(found)
+
+    async def clear_cache(self, deployment_id: str) -> None:
+        """Empty the deployment's inference cache on every node that serves it, as Elasticsearch's
+        `TransportClearDeploymentCacheAction` does; the id is a deployment's id, never an alias.
+
+        The one store write: a new `cache_epoch` on the deployment, which every node's reconcile pass compares with
+        its cache's, so a peer clears within a heartbeat interval; this node clears at once.
+        """
+        stored = await asyncio.to_thread(self.store.list_deployments)
+        ids = {d["task_parameters"].get("deployment_id", d["model_id"]): d for d in stored}
+        found = ids.get(deployment_id)
+        if found is None:
+            raise not_found(f"No known model deployment with id [{deployment_id}]")
+        epoch = time.time_ns()
+        await asyncio.to_thread(self.store.update_deployment, found["model_id"], {"cache_epoch": epoch})
+        local = self.deployments.local.get(found["model_id"])
+        if local is not None:
+            local.cache.clear(epoch)
 
     def _stoppable(self) -> list[dict[str, Any]]:
         """Every model, and any deployment that outlived its model (a node died half way through a `_start`)."""

@@ -97,8 +97,6 @@ def test_every_serve_flag_is_one_the_sidecar_accepts(service: str, monkeypatch: 
     assert not [arg for arg in SERVICES[service]["command"] if "PASSWORD" in arg or "SECRET" in arg]
 
 
-
-
 @pytest.mark.parametrize("service", SIDECARS)
 def test_the_nodes_reach_the_cluster_by_its_service_name(service: str) -> None:
     url = urlsplit(settings_from(serve_args(service)).es_url or "")

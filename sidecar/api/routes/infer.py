@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import orjson
 from starlette.requests import Request
@@ -12,6 +12,7 @@ from starlette.responses import Response
 from sidecar.api.endpoint import Context
 from sidecar.api.wire import EsRequest, deprecation_warning, error_response, raw_json, render
 from sidecar.cluster.forward import FORWARDED_HEADER, INPUT_TYPE_HEADER, WAIT_HEADER, NoRoute
+from sidecar.deployment.cache import InferenceCache
 from sidecar.deployment.manager import LocalDeployment
 from sidecar.deployment.states import AssignmentState
 from sidecar.errors import EsError, status_exception, validation_failed
@@ -105,16 +106,28 @@ async def run_inference(
         return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=False, wait=wait)
     texts = _texts(body, deployment.config, legacy, ctx.settings)
     prefix = (deployment.config.get("prefix_strings") or {}).get(input_type or "", "")
-    options = _options(model_id, deployment.config, body.get("inference_config"))
-    if not forwarded and not deployment.pool.has_room(len(texts)):
+    update = body.get("inference_config")
+    options = _options(model_id, deployment.config, update)
+    inputs = [prefix + t for t in texts] if prefix else texts
+    options_key = InferenceCache.options_key(None if update is None else options)
+    keys = [(text, options_key) for text in inputs]
+    results = deployment.cache.lookup(keys)
+    misses = [i for i, result in enumerate(results) if result is None]
+    if not misses:  # every document answered from the cache: no queue, no worker
+        return cast(list[bytes], results)
+    if not forwarded and not deployment.pool.has_room(len(misses)):
         try:
             return await _forward(ctx, model_id, body, timeout, legacy, input_type, need_room=True)
         except EsError as error:  # no other node had room: wait here, or be refused here
             if error.status != 429:
                 raise
-    inputs = [prefix + t for t in texts] if prefix else texts
-    future = deployment.pool.submit(inputs, options, timeout, _estimated_tokens(texts, options), wait=wait)
-    return await _await_result(http, deployment, future, timeout)
+    missed = [inputs[i] for i in misses]
+    tokens = _estimated_tokens([texts[i] for i in misses], options)
+    future = deployment.pool.submit(missed, options, timeout, tokens, wait=wait)
+    for i, result in zip(misses, await _await_result(http, deployment, future, timeout), strict=True):
+        deployment.cache.put(keys[i], result)
+        results[i] = result
+    return cast(list[bytes], results)
 
 
 async def _forward(

@@ -202,4 +202,3 @@ def _render(config: dict[str, Any], exclude_generated: bool, human: bool, defini
             out["model_size"] = byte_size(value)
         out[key] = value
     return out
-
