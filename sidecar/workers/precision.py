@@ -75,7 +75,10 @@ def choose(runner: Runner, model: Any, reload: Callable[[], Any], requested: str
     if unsupported is not None and requested == "auto":
         return model, Choice("fp32", None, f"{unsupported}: fp32, without a probe")
     candidates = [Candidate("parameters", _bf16_parameters(reload)), Candidate("autocast", _autocast(model, torch))]
-    fp32_speed = _measure(runner, model, candidates)
+    try:
+        fp32_speed = _measure(runner, model, candidates)
+    except Exception as exc:  # the model fails in fp32 on the probe's documents: serve it as it is, unprobed
+        return model, Choice("fp32", None, f"the probe could not run the model: {exc}".splitlines()[0])
     described = [{"how": None, "parity": "reference", "docs_per_second": round(fp32_speed, 1)}]
     described += [c.describe() for c in candidates]
     if requested == "bf16":
@@ -119,12 +122,11 @@ def _measure(runner: Runner, model: Engine, candidates: list[Candidate]) -> floa
             candidate.parity = "the graph could not be converted to bfloat16"
             continue
         try:
-            answers = runner.results(docs, candidate.engine)
+            candidate.parity = _compare(runner.task, reference, runner.results(docs, candidate.engine))
+            candidate.docs_per_second = _speed(runner, windows, candidate.engine)
         except Exception as exc:  # a graph that cannot run in bf16 is a candidate that fails, not a failed load
             candidate.parity = f"it does not run: {exc}".splitlines()[0]
-            continue
-        candidate.parity = _compare(runner.task, reference, answers)
-        candidate.docs_per_second = _speed(runner, windows, candidate.engine)
+            candidate.docs_per_second = 0.0
     return _speed(runner, windows, model)
 
 

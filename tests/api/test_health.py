@@ -70,8 +70,9 @@ def test_a_node_that_cannot_serve_its_deployment_is_red_and_its_peer_yellow(
     tmp_path: Path, traced_classifier: Any
 ) -> None:
     store = f"sqlite:{tmp_path / 'shared.db'}"
-    serving = NodeProcess(tmp_path / "a", "--store", store, name="serving").start()
-    refusing = NodeProcess(tmp_path / "b", "--store", store, "--max-graph-nodes", "1", name="refusing").start()
+    legacy = ("--es-version", "8.0.0")  # the seed's rule puts the model on both nodes, so one of them must refuse it
+    serving = NodeProcess(tmp_path / "a", "--store", store, *legacy, name="serving").start()
+    refusing = NodeProcess(tmp_path / "b", "--store", store, "--max-graph-nodes", "1", *legacy, name="refusing").start()
     try:
         health_when(serving, lambda b: b["number_of_nodes"] == 2)
         start(serving.client(), uploaded(serving.url, traced_classifier, "half-deployed"))

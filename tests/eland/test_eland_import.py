@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,10 +115,13 @@ def import_args(url: str, case: str, *extra: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def imported(eland: ElandEnv, models: Path, node: NodeProcess) -> dict[str, Any]:
-    """eland's CLI run for every case against the node, then eland's own `PyTorchModel.list`."""
+def imported(eland: ElandEnv, models: Path, node: NodeProcess, es: Elasticsearch) -> dict[str, Any]:
+    """eland's CLI run for every case against the node, then eland's own `PyTorchModel.list`, and the state each
+    deployment was left in before any test moved the cores between them."""
     imports = {case: import_args(node.url, case) for case in CASES}
-    return run_side(eland, "import", {"url": node.url, "imports": imports}, cwd=models)
+    outcome = run_side(eland, "import", {"url": node.url, "imports": imports}, cwd=models)
+    outcome["states"] = {case: deployment_state(es, case) for case in CASES if case not in outcome["failures"]}
+    return outcome
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +170,23 @@ def deployment_state(es: Elasticsearch, model_id: str) -> str:
     return es.ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]["deployment_stats"]["state"]
 
 
+def serving(es: Elasticsearch, model_id: str) -> None:
+    """Give `model_id` this node's cores. Like an Elasticsearch ML node with two processors, the node allocates two
+    single-thread deployments and leaves the rest waiting, so the others are stopped and this one is started again if
+    an earlier test stopped it."""
+    for stats in es.ml.get_trained_models_stats(model_id="*")["trained_model_stats"]:
+        if stats["model_id"] != model_id and "deployment_stats" in stats:
+            es.ml.stop_trained_model_deployment(model_id=stats["model_id"], force=True)
+    if "deployment_stats" not in es.ml.get_trained_models_stats(model_id=model_id)["trained_model_stats"][0]:
+        es.ml.start_trained_model_deployment(model_id=model_id, wait_for="started", timeout="120s")
+    deadline = time.monotonic() + 120
+    while deployment_state(es, model_id) != "started" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def infer(es: Elasticsearch, model_id: str, texts: Any, **update: Any) -> list[dict[str, Any]]:
-    """Through the official client, with `update` as the task's `inference_config`."""
+    """Through the official client, with `update` as the task's `inference_config`, once the model has the cores."""
+    serving(es, model_id)
     docs = [{"text_field": text} for text in texts]
     config = {task_of(model_id): update} if update else None
     response = es.ml.infer_trained_model(model_id=model_id, docs=docs, inference_config=config, timeout="60s")
@@ -192,6 +211,8 @@ def test_eland_cli_imports_and_starts(case: str, imported: dict[str, Any], es: E
     config = stored_config(es, case)
     assert config["model_type"] == "pytorch"
     assert list(config["inference_config"]) == [task_of(case)]
+    assert imported["states"][case] in ("starting", "started")  # eland's --start made the deployment
+    serving(es, case)
     assert deployment_state(es, case) == "started"
 
 
@@ -298,7 +319,7 @@ def test_clear_previous_replaces_a_deployed_model(
     """The console script with `--clear-previous` stops and deletes the deployed model, then uploads and starts it
     again."""
     case = "bert-text_classification"
-    created, answers = stored_config(es, case)["create_time"], infer(es, case, TEXTS)
+    created, answers = stored_config(es, case)["create_time"], infer(es, case, TEXTS)  # the others stopped
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     command = [str(eland.script("eland_import_hub_model")), *import_args(node.url, case, "--clear-previous")]
     done = subprocess.run(command, cwd=models, env=env, capture_output=True, text=True, timeout=600)

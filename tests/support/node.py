@@ -30,7 +30,10 @@ class NodeProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
-        self.args = args
+        # fp32 unless a test asks about precision: answers compared with transformers' and timings stay the same on
+        # every CPU (a bf16-capable one would otherwise serve bf16 after its probe)
+        asks_precision = any(arg.startswith(("--precision", "--cpu-flags")) for arg in args)
+        self.args = args if asks_precision else (*args, "--precision", "fp32")
         self.log_path = data_dir.parent / f"{data_dir.name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -3,7 +3,7 @@ import pytest
 from tests.support.deploy import start, uploaded
 from tests.support.node import module_node
 
-node = module_node()
+node = module_node("--es-version", "8.0.0")  # the seed's parameters and shapes
 
 
 @pytest.fixture(scope="module")
