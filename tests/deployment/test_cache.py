@@ -179,39 +179,39 @@ def infer_words(es, model_id, *words):
         es.ml.infer_trained_model(model_id=model_id, docs=[{"input": word}])
 
 
-def test_start_and_stop_deployment_with_cache(es, test_model):
-    """Test start and stop deployment with cache"""
-    started = es.ml.start_trained_model_deployment(model_id="test_model", cache_size="10kb", wait_for="started")
+def start_with_a_10kb_cache(es, **deployment_id):
+    """The YAML cases' `_start` with `cache_size: 10kb`, and what they match in its answer."""
+    started = es.ml.start_trained_model_deployment(
+        model_id="test_model", cache_size="10kb", wait_for="started", **deployment_id
+    )
     assert started["assignment"]["assignment_state"] == "started"
     assert started["assignment"]["task_parameters"]["model_id"] == "test_model"
     assert started["assignment"]["task_parameters"]["cache_size"] == "10kb"
-    infer_words(es, "test_model", "words", "are", "words")
+
+
+def yaml_counts(es):
+    """(inference_count, inference_cache_hit_count) of test_model's one node."""
     stats = es.ml.get_trained_models_stats(model_id="test_model")
     assert stats["count"] == 1
-    nodes = stats["trained_model_stats"][0]["deployment_stats"]["nodes"]
-    assert (nodes[0]["inference_count"], nodes[0]["inference_cache_hit_count"]) == (3, 1)
+    node = stats["trained_model_stats"][0]["deployment_stats"]["nodes"][0]
+    return node["inference_count"], node["inference_cache_hit_count"]
+
+def test_start_and_stop_deployment_with_cache(es, test_model):
+    """Test start and stop deployment with cache"""
+    start_with_a_10kb_cache(es)
+    infer_words(es, "test_model", "words", "are", "words")
+    assert yaml_counts(es) == (3, 1)
     assert es.ml.stop_trained_model_deployment(model_id="test_model").body == {"stopped": True}
 
 
 def test_clear_deployment_cache(es, test_model):
     """Test clear deployment cache"""
-    started = es.ml.start_trained_model_deployment(
-        model_id="test_model", deployment_id="test_model_deployment_cache_test", cache_size="10kb", wait_for="started"
-    )
-    assert started["assignment"]["assignment_state"] == "started"
-    assert started["assignment"]["task_parameters"]["model_id"] == "test_model"
-    assert started["assignment"]["task_parameters"]["cache_size"] == "10kb"
+    start_with_a_10kb_cache(es, deployment_id="test_model_deployment_cache_test")
     infer_words(es, "test_model", "words", "are", "words")
-    stats = es.ml.get_trained_models_stats(model_id="test_model")
-    assert stats["count"] == 1
-    nodes = stats["trained_model_stats"][0]["deployment_stats"]["nodes"]
-    assert (nodes[0]["inference_count"], nodes[0]["inference_cache_hit_count"]) == (3, 1)
+    assert yaml_counts(es) == (3, 1)
 
     cleared = es.ml.clear_trained_model_deployment_cache(model_id="test_model_deployment_cache_test")
     assert cleared.body == {"cleared": True}
     infer_words(es, "test_model", "words")
-    stats = es.ml.get_trained_models_stats(model_id="test_model")
-    assert stats["count"] == 1
-    nodes = stats["trained_model_stats"][0]["deployment_stats"]["nodes"]
-    assert (nodes[0]["inference_count"], nodes[0]["inference_cache_hit_count"]) == (4, 1)
+    assert yaml_counts(es) == (4, 1)
     assert es.ml.stop_trained_model_deployment(model_id="test_model").body == {"stopped": True}
